@@ -1,0 +1,245 @@
+"""A frozen timm backbone that yields a patch-feature map and summary features.
+
+Any timm vision transformer works by its registry name (``forward_intermediates`` gives the
+patch tokens of chosen blocks and the prefix tokens); timm CNNs work through ``features_only``.
+Per-model facts (patch size, prefix-token count, mean/std) are read from the model, never tabled.
+
+How to add a backbone family: nothing to do if timm ships it and it implements
+``forward_intermediates`` (all timm ViT-like models do). A model outside timm needs a wrapper
+with the same ``forward`` contract as :class:`Backbone` in this file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, cast
+
+import timm
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+SummaryKind = Literal["auto", "cls", "prefix", "head"]
+
+
+@dataclass
+class BackboneConfig:
+    """Which backbone to build and how to read features from it.
+
+    Args:
+        name: timm registry name, e.g. ``vit_large_patch16_radio_v3.c_radio``.
+        pretrained: download (or read from the Hugging Face cache) the pretrained weights.
+        checkpoint_path: a local weights file (``.safetensors``, ``.pth``, ``.bin``); loaded with
+            ``weights_only=True`` through timm's own filters (so original checkpoints and
+            position-embedding resampling work). Takes precedence over the hub download.
+        layers: indices of the blocks whose patch tokens feed the decoder (negative from the end).
+            The reference uses the last block only; several layers are concatenated channel-wise.
+        summary: image-level features for the image head: ``cls`` the class token(s) without
+            registers, ``prefix`` all prefix tokens (class + registers) flattened, ``head`` the
+            model's own pooling (MAP for SigLIP, average for CNNs), ``auto`` ``cls`` when the
+            model has a class token, else ``head``.
+        norm: apply the model's final norm to intermediate patch tokens.
+        model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``,
+            ``embed_dim``, ``num_heads`` to build a tiny model of the same architecture).
+    """
+
+    name: str = "vit_large_patch16_radio_v3.c_radio"
+    pretrained: bool = False
+    checkpoint_path: str | None = None
+    layers: list[int] = field(default_factory=lambda: [-1])
+    summary: SummaryKind = "auto"
+    norm: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class BackboneOutput(NamedTuple):
+    """Features of one batch.
+
+    Attributes:
+        patch_features: (B, C, h, w) map; C = width x number of layers.
+        summary: (B, S) image-level features for the image head.
+    """
+
+    patch_features: Tensor
+    summary: Tensor
+
+
+class Backbone(nn.Module):
+    """timm model wrapper with a uniform ``forward`` for ViTs and CNNs.
+
+    Args:
+        config: see :class:`BackboneConfig`.
+        img_size: input size the model is built for (position embeddings are resampled to it).
+            Other inputs that are a multiple of the patch size also work (dynamic size).
+    """
+
+    def __init__(self, config: BackboneConfig, img_size: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        # Any: timm models expose family-specific methods (forward_intermediates, ...).
+        model: Any = create_timm_model(config, img_size)
+        self.model = model
+        self.is_vit = hasattr(model, "forward_intermediates") and hasattr(model, "patch_embed")
+        cfg = model.pretrained_cfg
+        mean = cfg.get("mean", (0.485, 0.456, 0.406))
+        std = cfg.get("std", (0.229, 0.224, 0.225))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        if self.is_vit:
+            self.patch_size = int(_pair(model.patch_embed.patch_size)[0])
+            self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
+            # Class tokens come first; the rest of the prefix are registers (Eva, the DINOv3
+            # class, has no num_reg_tokens attribute, so count from cls_token instead).
+            cls_token = getattr(model, "cls_token", None)
+            n_cls = int(cls_token.shape[1]) if cls_token is not None else 0
+            self.num_reg_tokens = self.num_prefix_tokens - n_cls
+            self.width = int(model.embed_dim)
+            self.feature_dim = self.width * len(config.layers)
+            self.summary_kind = self._resolve_summary(config.summary)
+            n_summary = {
+                "cls": self.num_prefix_tokens - self.num_reg_tokens,
+                "prefix": self.num_prefix_tokens,
+            }.get(self.summary_kind, 1)
+            self.summary_dim = int(model.num_features) * n_summary
+            if self.summary_kind == "head":
+                self.summary_dim = int(model.head_hidden_size)
+        else:
+            info = model.feature_info
+            self.patch_size = int(info.reduction()[0])
+            self.num_prefix_tokens = 0
+            self.num_reg_tokens = 0
+            self.width = int(info.channels()[-1])
+            self.feature_dim = int(sum(info.channels()))
+            self.summary_kind = "head"
+            self.summary_dim = self.width
+
+    def _resolve_summary(self, kind: SummaryKind) -> SummaryKind:
+        n_cls = self.num_prefix_tokens - self.num_reg_tokens
+        if kind == "auto":
+            return "cls" if n_cls > 0 else "head"
+        if kind == "cls" and n_cls == 0:
+            raise ValueError(
+                f"backbone.summary='cls' but {self.config.name} has no class token; "
+                "use 'head' (the model's own pooling) or 'auto'"
+            )
+        if kind == "prefix" and self.num_prefix_tokens == 0:
+            raise ValueError(
+                f"backbone.summary='prefix' but {self.config.name} has no prefix tokens"
+            )
+        return kind
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """Maps images in [0, 1] to the backbone's own input normalisation."""
+        mean, std = cast(Tensor, self.mean), cast(Tensor, self.std)
+        return (images - mean) / std
+
+    def forward(self, images: Tensor) -> BackboneOutput:
+        """Features of a batch of [0, 1] RGB images of shape (B, 3, H, W)."""
+        x = self.normalize(images)
+        if not self.is_vit:
+            feats = self.model(x)
+            # Deeper maps are upsampled to the finest selected one, keeping small defects.
+            size = feats[0].shape[-2:]
+            resized = [
+                f if f.shape[-2:] == size else nn.functional.interpolate(f, size, mode="bilinear")
+                for f in feats
+            ]
+            return BackboneOutput(torch.cat(resized, 1), feats[-1].mean(dim=(2, 3)))
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"input size {h}x{w} is not a multiple of the patch size {self.patch_size} "
+                f"of {self.config.name}"
+            )
+        model: Any = self.model
+        final, inter = model.forward_intermediates(
+            x,
+            indices=list(self.config.layers),
+            return_prefix_tokens=self.num_prefix_tokens > 0,
+            norm=self.config.norm,
+            output_fmt="NCHW",
+        )
+        if self.num_prefix_tokens > 0:
+            maps = [t[0] for t in inter]
+            prefix = inter[-1][1]
+        else:
+            maps, prefix = list(inter), None
+        return BackboneOutput(torch.cat(maps, 1), self._summary(final, prefix))
+
+    def _summary(self, final: Tensor, prefix: Tensor | None) -> Tensor:
+        if self.summary_kind == "head":
+            head: Any = self.model
+            return head.forward_head(final, pre_logits=True)
+        assert prefix is not None
+        if self.summary_kind == "cls":
+            # timm puts class tokens before register tokens.
+            prefix = prefix[:, : self.num_prefix_tokens - self.num_reg_tokens]
+        return prefix.flatten(1)
+
+
+def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module:
+    """Builds the timm model, offline unless pretrained weights are asked for.
+
+    Raises:
+        FileNotFoundError: ``checkpoint_path`` does not exist.
+        RuntimeError: the pretrained download failed; the message says how to use a local file.
+    """
+    kwargs: dict[str, Any] = dict(config.model_kwargs)
+    pretrained = config.pretrained
+    if config.checkpoint_path is not None:
+        path = Path(config.checkpoint_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone.checkpoint_path {path} does not exist")
+        # timm's loader reads safetensors or torch files with weights_only=True and applies the
+        # model's checkpoint filter (original-format conversion, pos-embed resampling).
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+        pretrained = True
+    try:
+        return _create(config.name, pretrained, img_size, kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        if config.checkpoint_path is None and pretrained and _is_download_error(err):
+            raise RuntimeError(
+                f"could not download pretrained weights for backbone '{config.name}' ({err}). "
+                "On an offline machine set `backbone.checkpoint_path` to a local .safetensors or "
+                ".pth file, or fill the Hugging Face cache (HF_HOME) on a connected machine and "
+                "set HF_HUB_OFFLINE=1."
+            ) from err
+        raise
+
+
+def _create(name: str, pretrained: bool, img_size: int | None, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        if img_size is None:
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
+        return timm.create_model(
+            name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
+        )
+    except TypeError as err:
+        # CNNs reject img_size in their constructor (before any download): build them as
+        # feature extractors instead, the route DINOv3's ConvNeXt models need too.
+        if "img_size" not in str(err) and "dynamic_img_size" not in str(err):
+            raise
+        out = kwargs.pop("out_indices", (-1,))
+        return timm.create_model(
+            name, pretrained=pretrained, features_only=True, out_indices=out, **kwargs
+        )
+
+
+def _is_download_error(err: BaseException) -> bool:
+    text = f"{type(err).__name__} {err}".lower()
+    keys = ("connect", "resolve", "offline", "hub", "http", "network", "timed out", "max retries")
+    return any(k in text for k in keys)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,110 @@
+"""Training on synthetic anomalies, zero-shot evaluation on benchmark datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from anomalyvfm.data.datasets.base import EvalDataset
+from anomalyvfm.data.datasets.synthetic import OnlineAnomalyDataset
+from data_synthesis.base import AnomalyGeneratorBase
+
+
+class AnomalyDataModule(pl.LightningDataModule):
+    """Synthetic training data plus a list of evaluation datasets.
+
+    Args:
+        normal_dir: folder of normal images for online anomaly synthesis.
+        generators: online anomaly generators (``class_path`` entries in YAML).
+        generator_weights: relative frequency of each generator.
+        anomaly_ratio: fraction of anomalous training samples (0.5).
+        image_size: square model input size (768 for patch-16, 672 for patch-14 backbones).
+        batch_size: training micro-batch per device (reference 8, with 4 accumulation steps).
+        eval_batch_size: evaluation batch per device.
+        num_workers: DataLoader workers.
+        eval_mask_size: resolution of pixel metrics; None evaluates at ``image_size``.
+        val_datasets: evaluated during fit (often empty: the recipe keeps the last checkpoint).
+        test_datasets: evaluated by ``test``; also used by ``predict``.
+        train_length: virtual epoch length of the synthetic set.
+        seed: seed of the synthetic data.
+    """
+
+    def __init__(
+        self,
+        normal_dir: str | None = None,
+        generators: Sequence[AnomalyGeneratorBase] = (),
+        generator_weights: list[float] | None = None,
+        anomaly_ratio: float = 0.5,
+        image_size: int = 768,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 4,
+        eval_mask_size: int | None = 256,
+        val_datasets: Sequence[EvalDataset] = (),
+        test_datasets: Sequence[EvalDataset] = (),
+        train_length: int = 100_000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.normal_dir = normal_dir
+        self.generators = list(generators)
+        self.generator_weights = generator_weights
+        self.anomaly_ratio = anomaly_ratio
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.eval_mask_size = eval_mask_size
+        self.val_datasets = list(val_datasets)
+        self.test_datasets = list(test_datasets)
+        self.train_length = train_length
+        self.seed = seed
+        for ds in (*self.val_datasets, *self.test_datasets):
+            ds.image_size = image_size
+            ds.mask_size = eval_mask_size or image_size
+        self.train_dataset: OnlineAnomalyDataset | None = None
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.train_dataset is None:
+            if self.normal_dir is None:
+                raise ValueError("data.normal_dir must be set for training")
+            self.train_dataset = OnlineAnomalyDataset(
+                self.normal_dir,
+                self.generators,
+                self.generator_weights,
+                self.anomaly_ratio,
+                self.image_size,
+                self.train_length,
+                self.seed,
+            )
+
+    def eval_datasets(self, stage: str) -> list[EvalDataset]:
+        """Datasets evaluated in ``stage`` (validate uses val, test and predict use test)."""
+        return self.val_datasets if stage in ("fit", "validate") else self.test_datasets
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_dataset is not None
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d, self.eval_batch_size, False) for d in self.val_datasets]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d, self.eval_batch_size, False) for d in self.test_datasets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()

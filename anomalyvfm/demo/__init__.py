@@ -1,0 +1,1 @@
+"""Self-contained demo: offline data builder for a tiny CPU training run."""

@@ -1,0 +1,120 @@
+"""The AnomalyVFM model in pure PyTorch: adapted frozen backbone, decoder and image head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from anomalyvfm.backbones.adapters import AdapterConfig, apply_adapters
+from anomalyvfm.backbones.timm_backbone import Backbone, BackboneConfig
+from anomalyvfm.models.decoder import Decoder, DecoderConfig
+
+
+class AnomalyVFMOutput(NamedTuple):
+    """Raw outputs used by the loss.
+
+    Attributes:
+        anomaly_logits: (B, 1, h', w') pixel anomaly logits m.
+        confidence_logits: (B, 1, h', w') confidence logits c (training only).
+        image_logits: (B,) image anomaly logits.
+    """
+
+    anomaly_logits: Tensor
+    confidence_logits: Tensor
+    image_logits: Tensor
+
+
+class AnomalyPrediction(NamedTuple):
+    """Inference outputs, in the field names anomaly tooling expects.
+
+    Attributes:
+        anomaly_map: (B, H, W) pixel scores in [0, 1] at the input resolution.
+        pred_score: (B,) image scores in [0, 1].
+    """
+
+    anomaly_map: Tensor
+    pred_score: Tensor
+
+
+class AnomalyVFMModel(nn.Module):
+    """Backbone with adapters, convolutional decoder and a linear image head.
+
+    Args:
+        backbone: backbone configuration.
+        adapter: adapter configuration.
+        decoder: decoder configuration.
+        image_size: square training input size (768 for patch 16, 672 for patch 14 gives 48x48).
+        mean_filter_size: odd k of the k x k mean filter on the anomaly map at inference (5).
+        image_score: ``head`` (the method: sigmoid of the image head), ``map_max`` (maximum of
+            the filtered anomaly map, the usual zero-shot baseline) or ``mean`` of the two.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        adapter: AdapterConfig,
+        decoder: DecoderConfig,
+        image_size: int,
+        mean_filter_size: int = 5,
+        image_score: Literal["head", "map_max", "mean"] = "head",
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(backbone, img_size=image_size)
+        apply_adapters(self.backbone.model, adapter)
+        self.decoder = Decoder(self.backbone.feature_dim, decoder)
+        self.image_head = nn.Linear(self.backbone.summary_dim, 1)
+        if mean_filter_size < 1 or mean_filter_size % 2 == 0:
+            raise ValueError(
+                f"mean_filter_size must be a positive odd number, got {mean_filter_size}"
+            )
+        self.mean_filter_size = mean_filter_size
+        self.image_score = image_score
+
+    def forward(self, images: Tensor) -> AnomalyVFMOutput:
+        """Logits for a batch of [0, 1] RGB images (B, 3, H, W)."""
+        feats = self.backbone(images)
+        dec = self.decoder(feats.patch_features)
+        image_logits = self.image_head(feats.summary).squeeze(1)
+        return AnomalyVFMOutput(dec.anomaly_logits, dec.confidence_logits, image_logits)
+
+    def postprocess(self, out: AnomalyVFMOutput, size: Sequence[int]) -> AnomalyPrediction:
+        """Sigmoid, k x k mean filter, then bilinear resize of the map to ``size``."""
+        amap = torch.sigmoid(out.anomaly_logits.float())
+        k = self.mean_filter_size
+        if k > 1:
+            # Replicate padding keeps border scores unbiased (zero padding would dim them).
+            amap = F.avg_pool2d(F.pad(amap, (k // 2,) * 4, mode="replicate"), k, stride=1)
+        score = torch.sigmoid(out.image_logits.float())
+        if self.image_score != "head":
+            # Maximum at the decoder's resolution (after the filter), before any upsampling.
+            map_max = amap.flatten(1).max(1).values
+            score = map_max if self.image_score == "map_max" else 0.5 * (score + map_max)
+        if tuple(amap.shape[-2:]) != tuple(size):
+            amap = F.interpolate(amap, size=tuple(size), mode="bilinear", align_corners=False)
+        return AnomalyPrediction(amap.squeeze(1), score)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> AnomalyPrediction:
+        """Anomaly maps at the input resolution and image scores."""
+        return self.postprocess(self(images), images.shape[-2:])
+
+    def parameter_report(self) -> dict[str, int]:
+        """Trainable parameter counts per part, plus frozen backbone parameters."""
+
+        def count(m: nn.Module, trainable: bool = True) -> int:
+            return sum(p.numel() for p in m.parameters() if p.requires_grad == trainable)
+
+        report = {
+            "backbone_trainable": count(self.backbone),
+            "decoder": count(self.decoder),
+            "image_head": count(self.image_head),
+            "backbone_frozen": count(self.backbone, trainable=False),
+        }
+        report["total_trainable"] = (
+            report["backbone_trainable"] + report["decoder"] + report["image_head"]
+        )
+        return report

@@ -1,0 +1,253 @@
+"""Lightning task that trains and evaluates :class:`AnomalyVFMModel`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any, Literal, TypeVar, cast
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor, nn
+
+from anomalyvfm.backbones.adapters import AdapterConfig
+from anomalyvfm.backbones.timm_backbone import BackboneConfig
+from anomalyvfm.batch import Batch
+from anomalyvfm.losses import AnomalyVFMLoss, LossConfig
+from anomalyvfm.metrics.evaluator import AnomalyEvaluator, mean_over
+from anomalyvfm.models.anomalyvfm import AnomalyPrediction, AnomalyVFMModel
+from anomalyvfm.models.decoder import DecoderConfig
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")
+
+
+def _as_config(cls: type[C], value: C | dict[str, Any] | None) -> C:
+    """Accepts a dataclass instance, a plain dict (from a checkpoint's hparams) or None."""
+    if value is None:
+        return cls()
+    if isinstance(value, dict):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} options {sorted(unknown)}")
+        return cls(**value)
+    return value
+
+
+class AnomalyVFM(pl.LightningModule):
+    """Adapters plus decoder on a frozen VFM, trained on synthetic anomalies.
+
+    Args:
+        backbone: timm backbone and feature options.
+        adapter: LoRA/DoRA options (reference: DoRA, rank 64, alpha 1, q/v + proj).
+        decoder: decoder options (reference: one up-block).
+        loss: loss options (reference: clip [0.1, 0.9], confidence on).
+        image_size: square input size; linked from ``data.image_size`` by the CLI.
+        mean_filter_size: k of the k x k mean filter on anomaly maps at inference (5).
+        image_score: image score from the ``head`` (method), the ``map_max`` or their ``mean``.
+        lr: AdamW learning rate (1e-4).
+        weight_decay: AdamW weight decay (1e-2).
+        betas: AdamW betas.
+        lr_schedule: ``constant`` (reference) or ``cosine`` decay to zero over ``max_steps``.
+        warmup_steps: linear warm-up steps (0 in the reference).
+        fpr_limit: AUPRO integration limit (0.3).
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        adapter: AdapterConfig = AdapterConfig(),
+        decoder: DecoderConfig = DecoderConfig(),
+        loss: LossConfig = LossConfig(),
+        image_size: int = 768,
+        mean_filter_size: int = 5,
+        image_score: Literal["head", "map_max", "mean"] = "head",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        warmup_steps: int = 0,
+        fpr_limit: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.backbone_config = _as_config(BackboneConfig, backbone)
+        self.adapter_config = _as_config(AdapterConfig, adapter)
+        self.decoder_config = _as_config(DecoderConfig, decoder)
+        self.loss_config = _as_config(LossConfig, loss)
+        # Under the CLI this stores the resolved config with its class path, which lets
+        # `test --ckpt_path` and `load_from_checkpoint` rebuild the model. Outside the CLI the
+        # dataclass arguments are stored as plain dicts, so checkpoints load with weights_only.
+        self.save_hyperparameters()
+        for hp in (cast(dict, self._hparams), cast(dict, self._hparams_initial)):
+            for key in ("backbone", "adapter", "decoder", "loss"):
+                if is_dataclass(hp.get(key)):
+                    hp[key] = asdict(hp[key])
+        # Checkpoints hold only what training changed (see on_save_checkpoint).
+        self.strict_loading = False
+        self.configure_models()
+        self.configure_losses()
+        self.evaluators = nn.ModuleDict()
+        self.results: dict[str, dict[str, dict[str, float]]] = {}
+
+    def configure_models(self) -> None:
+        """Builds the pure-torch model."""
+        self.model = AnomalyVFMModel(
+            self.backbone_config,
+            self.adapter_config,
+            self.decoder_config,
+            self.hparams["image_size"],
+            self.hparams["mean_filter_size"],
+            self.hparams["image_score"],
+        )
+
+    def configure_losses(self) -> None:
+        """Builds the loss."""
+        self.criterion = AnomalyVFMLoss(self.loss_config)
+
+    def configure_metrics(self, stage: str) -> None:
+        """One evaluator per evaluation dataset of ``stage`` (from the datamodule)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "eval_datasets"):
+            return
+        for ds in datamodule.eval_datasets(stage):
+            self.evaluators[ds.name] = AnomalyEvaluator(
+                ds.categories, ds.pixel_labels, self.hparams["fpr_limit"]
+            )
+
+    def setup(self, stage: str) -> None:
+        self.configure_metrics(stage)
+
+    def on_fit_start(self) -> None:
+        report = self.model.parameter_report()
+        lines = [f"  {k:20s} {v:>14,d}" for k, v in report.items()]
+        rank_zero_info("AnomalyVFM parameters:\n" + "\n".join(lines))
+
+    def forward(self, images: Tensor) -> AnomalyPrediction:
+        return self.model.predict(images)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        out = self.model(batch["image"])
+        losses = self.criterion(
+            out.anomaly_logits,
+            out.confidence_logits,
+            out.image_logits,
+            batch["mask"],
+            batch["label"],
+        )
+        bs = batch["image"].shape[0]
+        self.log("train/loss", losses.loss, prog_bar=True, batch_size=bs)
+        self.log("train/pixel_loss", losses.pixel, batch_size=bs)
+        self.log("train/image_loss", losses.image, batch_size=bs)
+        self.log("train/confidence", losses.confidence_mean, batch_size=bs)
+        return losses.loss
+
+    def _eval_step(self, batch: Batch, dataloader_idx: int) -> AnomalyPrediction:
+        out = self.model(batch["image"])
+        pred = self.model.postprocess(out, batch["mask"].shape[-2:])
+        name = batch["dataset"][0]
+        if name in self.evaluators:
+            cast(AnomalyEvaluator, self.evaluators[name]).update(
+                pred.pred_score, batch["label"], batch["category"], pred.anomaly_map, batch["mask"]
+            )
+        return pred
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        pred = self.model.predict(batch["image"])
+        return {
+            "path": batch["path"],
+            "pred_score": pred.pred_score,
+            "anomaly_map": pred.anomaly_map,
+        }
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_results("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_results("test")
+
+    def _log_results(self, stage: str) -> None:
+        """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
+        per_dataset: dict[str, dict[str, float]] = {}
+        self.results = {}
+        for name, module in self.evaluators.items():
+            evaluator = cast(AnomalyEvaluator, module)
+            res = evaluator.compute()
+            evaluator.reset()
+            if not res:
+                continue
+            self.results[name] = res
+            per_dataset[name] = mean_over(res)
+            for category, values in res.items():
+                self._log_values(f"{stage}/{name}/{category}", values)
+            self._log_values(f"{stage}/{name}", per_dataset[name])
+        if per_dataset:
+            self._log_values(f"{stage}/mean", mean_over(per_dataset))
+
+    def _log_values(self, prefix: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            if not math.isnan(value):
+                # Values are already global (synced states), so no further reduction.
+                self.log(f"{prefix}/{metric}", value, sync_dist=False, rank_zero_only=False)
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=self.hparams["lr"],
+            weight_decay=self.hparams["weight_decay"],
+            betas=tuple(self.hparams["betas"]),
+        )
+        total = max(int(self.trainer.max_steps), 1) if self.trainer.max_steps > 0 else 1
+        warmup, schedule = self.hparams["warmup_steps"], self.hparams["lr_schedule"]
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if schedule == "cosine":
+                progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+                return 0.5 * (1.0 + math.cos(math.pi * progress))
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def kept_state_keys(self) -> set[str]:
+        """State-dict keys a checkpoint keeps: trainable weights and non-backbone buffers.
+
+        The frozen backbone is rebuilt from its source (pretrained download or
+        ``checkpoint_path``). A randomly initialised backbone has no source, so it is kept whole.
+        """
+        reloadable = self.backbone_config.pretrained or bool(self.backbone_config.checkpoint_path)
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {
+            key
+            for key in self.state_dict()
+            if key in trainable or not reloadable or not key.startswith("model.backbone.")
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.kept_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = sorted(k for k in self.kept_state_keys() if k not in checkpoint["state_dict"])
+        if missing:
+            raise KeyError(
+                f"checkpoint lacks {len(missing)} trained weights of this configuration "
+                f"(first: {missing[:3]}); was it written with another backbone/adapter config?"
+            )

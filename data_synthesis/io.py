@@ -1,0 +1,138 @@
+"""Image loading, listing and resizing with the package's float32 (H, W, 3) [0, 1] convention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+)
+# Single-channel integer modes whose values span 16 bits (16-bit PNG opens as "I;16" or "I").
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _to_float_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any common mode to float32 (H, W, 3) in [0, 1]."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(img).astype(np.float32) / 65535.0
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+    if mode == "F":
+        # Float images carry no scale; assume they already follow the [0, 1] convention.
+        gray = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    has_alpha = mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        # Composite on black: transparent areas carry no content, so they read as zeros instead
+        # of whatever colour happens to be stored under alpha = 0.
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        return np.ascontiguousarray(rgba[..., :3] * rgba[..., 3:4])
+    rgb = img if mode == "RGB" else img.convert("RGB")
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as float32 (H, W, 3) in [0, 1].
+
+    Grayscale is replicated to three channels, palette images are expanded, images with an alpha
+    channel are composited on black, and 16-bit grayscale is scaled by 1/65535.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        float32 array (H, W, 3) in [0, 1].
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file cannot be decoded (not an image, truncated, corrupt); the message
+            names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            # Image.open only parses the header; load() forces the full decode so truncated
+            # files fail here, with the file name, rather than later inside numpy.
+            img.load()
+            return _to_float_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """List image files in ``folder``, sorted for a stable, seed-reproducible order.
+
+    Extensions (case-insensitive): png, jpg, jpeg, bmp, tif, tiff, webp. Hidden files (names
+    starting with ".", e.g. macOS "._x.jpg" resource forks) are skipped.
+
+    Args:
+        folder: Directory to search.
+        recursive: Also search all sub-directories.
+
+    Returns:
+        Sorted list of image paths.
+
+    Raises:
+        FileNotFoundError: If ``folder`` is not an existing directory.
+        ValueError: If no image file is found.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(
+        p
+        for p in candidates
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
+    if not files:
+        where = "or its sub-folders " if recursive else ""
+        raise ValueError(
+            f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} {where}".strip()
+        )
+    return files
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an image with Pillow's bilinear filter (antialiased when shrinking).
+
+    Args:
+        img: (H, W) or (H, W, C) array, uint8 or floating point.
+        size: Target (height, width) - numpy order, not Pillow's (width, height).
+
+    Returns:
+        A new resized array: uint8 for uint8 input, float32 otherwise.
+    """
+    height, width = size
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive (height, width), got {size}")
+    arr = np.asarray(img)
+    if arr.shape[:2] == (height, width):
+        return arr.copy() if arr.dtype == np.uint8 else arr.astype(np.float32)
+    if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] in (3, 4)):
+        return np.asarray(Image.fromarray(arr).resize((width, height), Image.Resampling.BILINEAR))
+    # Float (or uncommon channel count): resize each channel as a 32-bit float image so no
+    # precision is lost to uint8 rounding.
+    planes = arr.astype(np.float32)[..., None] if arr.ndim == 2 else arr.astype(np.float32)
+    out = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(planes[..., c])).resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
+            )
+            for c in range(planes.shape[2])
+        ],
+        axis=-1,
+    )
+    out = out[..., 0] if arr.ndim == 2 else out
+    if arr.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out

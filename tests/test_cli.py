@@ -1,0 +1,230 @@
+"""The real command line on tiny configs: fit, test, predict, checkpoints, configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from anomalyvfm.cli import main
+from tests.conftest import REPO
+from tests.test_model import FAMILIES
+
+TINY = str(REPO / "tests" / "conf" / "anomalyvfm_tiny.yaml")
+EXPERIMENTS = sorted((REPO / "experiments" / "configs").glob("anomalyvfm_*.yaml"))
+
+
+def run(*args: str):
+    """Runs the CLI in-process (same code path as the console script) and returns it."""
+    return main(list(args))
+
+
+def fit_args(tmp: Path, normal_dir: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        TINY,
+        f"--data.normal_dir={normal_dir}",
+        f"--trainer.default_root_dir={tmp}",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_configs_resolve(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run("fit", "--config", str(config), "--print_config")
+    assert exc.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    source = yaml.safe_load(config.read_text())
+    init = printed["model"]["init_args"]
+    assert init["backbone"]["name"] == source["model"]["init_args"]["backbone"]["name"]
+    assert init["adapter"]["rank"] == 64 and init["adapter"]["alpha"] == 1.0
+    # Every backbone gets a 48x48 token grid (model.image_size is linked from data.image_size).
+    patch = 14 if "patch14" in init["backbone"]["name"] else 16
+    assert printed["data"]["init_args"]["image_size"] == 48 * patch
+    assert (
+        printed["trainer"]["accumulate_grad_batches"] * printed["data"]["init_args"]["batch_size"]
+        == 32
+    )
+
+
+def test_eval_suite_config_composes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run(
+            "test",
+            "--config",
+            str(EXPERIMENTS[0]),
+            "--config",
+            str(REPO / "experiments/configs/eval/industrial.yaml"),
+            "--print_config",
+        )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    names = [d["class_path"] for d in printed["data"]["init_args"]["test_datasets"]]
+    assert names == ["anomalyvfm.data.MVTecAD", "anomalyvfm.data.MPDD"]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_backbone_family_trains_through_the_cli(family, tmp_path, normal_dir) -> None:
+    size = 56 if "patch14" in FAMILIES[family] else 64
+    cli = run(
+        *fit_args(
+            tmp_path,
+            normal_dir,
+            f"--model.backbone.name={FAMILIES[family]}",
+            f"--data.image_size={size}",
+            "--trainer.enable_checkpointing=false",
+        )
+    )
+    assert cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path, normal_dir) -> None:
+    cli = run(
+        *fit_args(
+            tmp_path,
+            normal_dir,
+            "--trainer.max_steps=3",
+            "--trainer.accumulate_grad_batches=3",
+            "--trainer.enable_checkpointing=false",
+        )
+    )
+    assert cli.trainer.global_step == 3
+    assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 9
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_precisions_train(precision, tmp_path, normal_dir) -> None:
+    cli = run(
+        *fit_args(
+            tmp_path,
+            normal_dir,
+            f"--trainer.precision={precision}",
+            "--trainer.enable_checkpointing=false",
+        )
+    )
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_dotted_overrides_reach_the_model(tmp_path, normal_dir) -> None:
+    cli = run(
+        *fit_args(
+            tmp_path,
+            normal_dir,
+            "--model.adapter.rank=8",
+            "--model.adapter.type=lora",
+            "--model.lr=3e-4",
+            "--trainer.max_steps=1",
+            "--trainer.enable_checkpointing=false",
+        )
+    )
+    qkv = cli.model.model.backbone.model.blocks[0].attn.qkv
+    assert qkv.rank == 8 and not qkv.dora
+    assert cli.model.hparams["image_size"] == cli.datamodule.image_size == 56  # linked
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(3e-4)
+
+
+def test_checkpoint_keeps_only_trained_weights_and_reloads(tmp_path, normal_dir, mvtec_root):
+    # A backbone with a weights source (here a local file) is not stored in the checkpoint.
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "backbone.safetensors"
+    src = timm.create_model(
+        "vit_small_patch14_dinov2",
+        pretrained=False,
+        img_size=56,
+        depth=2,
+        embed_dim=32,
+        num_heads=2,
+    )
+    save_file(src.state_dict(), weights)
+    source = f"--model.backbone.checkpoint_path={weights}"
+    cli = run(*fit_args(tmp_path, normal_dir, source, "--trainer.max_steps=2"))
+    ckpt_path = next((tmp_path).rglob("*.ckpt"))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    keys = set(ckpt["state_dict"])
+    trainable = {f"model.{n}" for n, p in cli.model.model.named_parameters() if p.requires_grad}
+    assert trainable <= keys
+    assert not any(k.startswith("model.backbone.model.patch_embed") for k in keys)
+    assert ckpt["hyper_parameters"]["adapter"]["rank"] == 4
+
+    results = tmp_path / "results.json"
+    test = run(
+        "test",
+        "--config",
+        TINY,
+        source,
+        f"--data.normal_dir={normal_dir}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--ckpt_path={ckpt_path}",
+        "--trainer.callbacks+=ResultsWriter",
+        f"--trainer.callbacks.path={results}",
+        "--data.test_datasets+=MVTecAD",
+        f"--data.test_datasets.root={mvtec_root}",
+    )
+    # The reloaded model equals the trained one on every trained weight.
+    trained = cli.model.state_dict()
+    for key, value in test.model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    payload = json.loads(results.read_text())
+    cats = payload["datasets"]["mvtec_ad"]["categories"]
+    assert set(cats) == {"bottle", "tile"}
+    for values in cats.values():
+        assert set(values) == {"image_AUROC", "pixel_AUROC", "pixel_AUPRO"}
+        assert all(0.0 <= v <= 1.0 for v in values.values())
+    assert payload["eval_resolution"] == 28
+    logged = test.trainer.callback_metrics
+    assert "test/mvtec_ad/bottle/pixel_AUPRO" in logged and "test/mean/image_AUROC" in logged
+
+
+def test_checkpoint_from_other_config_fails_clearly(tmp_path, normal_dir) -> None:
+    run(*fit_args(tmp_path, normal_dir, "--trainer.max_steps=1"))
+    ckpt_path = next(tmp_path.rglob("*.ckpt"))
+    from anomalyvfm.tasks import AnomalyVFM
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "decoder" not in k}
+    torch.save(ckpt, tmp_path / "broken.ckpt")
+    with pytest.raises(KeyError, match="checkpoint lacks"):
+        AnomalyVFM.load_from_checkpoint(tmp_path / "broken.ckpt", weights_only=True)
+    model = AnomalyVFM.load_from_checkpoint(ckpt_path, weights_only=True)
+    assert model.hparams["image_size"] == 56
+
+
+def test_predict_from_checkpoint(tmp_path, normal_dir, mvtec_root) -> None:
+    run(*fit_args(tmp_path, normal_dir, "--trainer.max_steps=1"))
+    ckpt_path = next(tmp_path.rglob("*.ckpt"))
+    cli = main(
+        [
+            "predict",
+            "--config",
+            TINY,
+            f"--ckpt_path={ckpt_path}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--data.test_datasets+=MVTecAD",
+            f"--data.test_datasets.root={mvtec_root}",
+            "--data.test_datasets.categories=[tile]",
+        ]
+    )
+    preds = cli.trainer.predict_loop.predictions
+    assert sum(len(p["path"]) for p in preds) == 6
+    assert preds[0]["anomaly_map"].shape[-2:] == (56, 56)
+
+
+def test_console_scripts_and_module_entry_point() -> None:
+    bindir = Path(sys.executable).parent
+    for cmd in (
+        [str(bindir / "lightning"), "fit", "--help"],
+        [str(bindir / "anomalyvfm"), "--help"],
+        [sys.executable, "-m", "anomalyvfm", "test", "--help"],
+    ):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "--config" in out.stdout

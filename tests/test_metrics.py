@@ -1,0 +1,426 @@
+"""Exact metrics checked against slow references written straight from the definitions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from anomalyvfm.metrics import (
+    AUPRO,
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Max,
+    aupro,
+    binary_auroc,
+    binary_average_precision,
+    binary_f1_max,
+)
+from anomalyvfm.metrics.functional import _aupro
+
+# Both sides count in float64 from the same score values, so they agree far below this.
+ATOL = 1e-9
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Slow references
+# --------------------------------------------------------------------------------------------
+
+
+def _flat(scores: Tensor, labels: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return scores.double().numpy().ravel(), labels.numpy().ravel().astype(bool)
+
+
+def ref_auroc(scores: Tensor, labels: Tensor) -> float:
+    """Fraction of (positive, negative) pairs ranked correctly, ties counting one half."""
+    s, y = _flat(scores, labels)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    wins = 0.0
+    for p in pos:
+        wins += np.sum(p > neg) + 0.5 * np.sum(p == neg)
+    return wins / (pos.size * neg.size)
+
+
+def _confusion_at_thresholds(scores: Tensor, labels: Tensor) -> list[tuple[int, int, int]]:
+    """(TP, FP, #positives) for the prediction ``score >= t`` at every distinct t, descending."""
+    s, y = _flat(scores, labels)
+    rows = []
+    for t in sorted(set(s.tolist()), reverse=True):
+        predicted = s >= t
+        rows.append((int(np.sum(predicted & y)), int(np.sum(predicted & ~y)), int(y.sum())))
+    return rows
+
+
+def ref_average_precision(scores: Tensor, labels: Tensor) -> float:
+    rows = _confusion_at_thresholds(scores, labels)
+    if not rows or rows[0][2] == 0:
+        return math.nan
+    ap, previous_recall = 0.0, 0.0
+    for tp, fp, num_pos in rows:
+        recall, precision = tp / num_pos, tp / (tp + fp)
+        ap += (recall - previous_recall) * precision
+        previous_recall = recall
+    return ap
+
+
+def ref_f1_max(scores: Tensor, labels: Tensor) -> float:
+    rows = _confusion_at_thresholds(scores, labels)
+    if not rows or rows[0][2] == 0:
+        return math.nan
+    best = 0.0
+    for tp, fp, num_pos in rows:
+        if tp > 0:
+            precision, recall = tp / (tp + fp), tp / num_pos
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def ref_aupro(
+    maps: Tensor, masks: Tensor, fpr_limit: float, structure: np.ndarray = EIGHT_CONNECTED
+) -> float:
+    """Loop over every distinct score, measuring FPR and the overlap of every labelled region."""
+    m, g = maps.double().numpy(), masks.numpy().astype(bool)
+    region_scores = []
+    for image, mask in zip(m, g):
+        labelled, count = ndimage.label(mask, structure=structure)
+        region_scores += [image[labelled == r] for r in range(1, count + 1)]
+    normal_scores = m[~g]
+    if not region_scores or normal_scores.size == 0:
+        return math.nan
+    curve = [(0.0, 0.0)]
+    for t in np.unique(m)[::-1]:
+        fpr = np.mean(normal_scores >= t)
+        pro = np.mean([np.mean(region >= t) for region in region_scores])
+        curve.append((float(fpr), float(pro)))
+    area = 0.0
+    for (x0, y0), (x1, y1) in zip(curve[:-1], curve[1:]):
+        if x0 >= fpr_limit:
+            break
+        if x1 > fpr_limit:  # the segment crosses the limit: cut it there
+            y1 = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+            x1 = fpr_limit
+        area += (x1 - x0) * (y0 + y1) / 2
+    return area / fpr_limit
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def make_masks() -> Tensor:
+    """6 masks of 24x24: two normal images, single pixels, several and diagonal regions, blobs."""
+    masks = np.zeros((6, 24, 24), dtype=bool)
+    masks[2, 3:9, 4:12] = True  # rectangle
+    masks[2, 20, 20] = True  # one-pixel region
+    masks[3, 1:4, 1:4] = True  # several regions ...
+    masks[3, 10:12, 15:22] = True
+    masks[3, 16:18, 2:4] = True  # ... and two blocks touching only diagonally (one region)
+    masks[3, 18:21, 4:7] = True
+    masks[4, 12, 12] = True  # image whose only region is one pixel
+    blobs = ndimage.gaussian_filter(np.random.default_rng(7).normal(size=(24, 24)), 2.0)
+    masks[5] = blobs > np.quantile(blobs, 0.85)
+    return torch.from_numpy(masks)
+
+
+def make_maps(masks: Tensor, kind: str, seed: int = 0) -> Tensor:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=masks.shape) + 1.5 * masks.numpy()
+    if kind == "continuous":
+        return torch.from_numpy(noise).float()
+    if kind == "continuous64":
+        return torch.from_numpy(noise)
+    if kind == "ties":  # five score levels: every threshold is a large tie group
+        return torch.from_numpy(np.digitize(noise, [-0.5, 0.5, 1.0, 2.0]).astype(np.float32))
+    if kind == "two_levels":
+        return torch.from_numpy((noise > 1.0).astype(np.float64))
+    if kind == "constant":
+        return torch.full(masks.shape, 0.25, dtype=torch.float32)
+    raise ValueError(kind)
+
+
+MAP_KINDS = ["continuous", "continuous64", "ties", "two_levels", "constant"]
+FPR_LIMITS = [0.05, 0.3, 1.0]
+
+
+@pytest.fixture(scope="module")
+def masks() -> Tensor:
+    return make_masks()
+
+
+def make_binary(kind: str, n: int = 400, seed: int = 0) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.rand(n, generator=generator) < 0.3
+    scores = torch.randn(n, generator=generator, dtype=torch.float64) + labels.double()
+    if kind == "continuous":
+        return scores.float(), labels
+    if kind == "continuous64_int_labels_2d":
+        return scores.reshape(20, -1), labels.long().reshape(20, -1)
+    if kind == "ties":
+        return torch.round(scores * 1.5), labels
+    if kind == "constant":
+        return torch.zeros(n), labels
+    if kind == "perfect":
+        return labels.float() * 3.0, labels
+    raise ValueError(kind)
+
+
+BINARY_KINDS = ["continuous", "continuous64_int_labels_2d", "ties", "constant", "perfect"]
+BINARY_PAIRS: list[tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor, Tensor], float]]]
+BINARY_PAIRS = [
+    (binary_auroc, ref_auroc),
+    (binary_average_precision, ref_average_precision),
+    (binary_f1_max, ref_f1_max),
+]
+PAIR_IDS = ["auroc", "ap", "f1max"]
+
+
+# --------------------------------------------------------------------------------------------
+# Image-level metrics
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BINARY_KINDS)
+@pytest.mark.parametrize(("fast", "reference"), BINARY_PAIRS, ids=PAIR_IDS)
+def test_binary_metrics_match_reference(kind: str, fast: Callable, reference: Callable) -> None:
+    scores, labels = make_binary(kind)
+    result = fast(scores, labels)
+    assert result.dtype == torch.float64 and result.ndim == 0
+    assert result.item() == pytest.approx(reference(scores, labels), abs=ATOL)
+
+
+def test_binary_metrics_known_values() -> None:
+    # Classic worked example: one of the four (pos, neg) pairs is misordered.
+    scores, labels = torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])
+    assert binary_auroc(scores, labels).item() == pytest.approx(0.75, abs=ATOL)
+    assert binary_average_precision(scores, labels).item() == pytest.approx(5 / 6, abs=ATOL)
+    assert binary_f1_max(scores, labels).item() == pytest.approx(0.8, abs=ATOL)
+    # Constant scores: AUROC is chance, AP the prevalence, F1 that of predicting all positive.
+    constant, prevalence = torch.zeros(4), 0.5
+    assert binary_auroc(constant, labels).item() == pytest.approx(0.5, abs=ATOL)
+    assert binary_average_precision(constant, labels).item() == pytest.approx(prevalence)
+    assert binary_f1_max(constant, labels).item() == pytest.approx(2 * prevalence / 1.5)
+
+
+def test_binary_metrics_undefined_are_nan() -> None:
+    scores = torch.rand(10)
+    for fn in (binary_auroc, binary_average_precision, binary_f1_max):
+        assert torch.isnan(fn(scores, torch.zeros(10, dtype=torch.bool)))
+        assert torch.isnan(fn(torch.empty(0), torch.empty(0, dtype=torch.bool)))
+    assert torch.isnan(binary_auroc(scores, torch.ones(10, dtype=torch.bool)))
+    # Without negatives precision is always 1, so AP and F1-max are well defined.
+    assert binary_average_precision(scores, torch.ones(10)).item() == pytest.approx(1.0)
+    assert binary_f1_max(scores, torch.ones(10)).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fn", [binary_auroc, binary_average_precision, binary_f1_max])
+def test_binary_metrics_validate_inputs(fn: Callable) -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        fn(torch.rand(5), torch.ones(6))
+    with pytest.raises(ValueError, match="binary"):
+        fn(torch.rand(3), torch.tensor([0, 1, 2]))
+
+
+# --------------------------------------------------------------------------------------------
+# AUPRO
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fpr_limit", FPR_LIMITS)
+@pytest.mark.parametrize("kind", MAP_KINDS)
+def test_aupro_matches_reference(masks: Tensor, kind: str, fpr_limit: float) -> None:
+    maps = make_maps(masks, kind)
+    result = aupro(maps, masks, fpr_limit)
+    assert result.dtype == torch.float64 and result.ndim == 0
+    assert result.item() == pytest.approx(ref_aupro(maps, masks, fpr_limit), abs=ATOL)
+
+
+def test_aupro_limit_inside_tie_group(masks: Tensor) -> None:
+    maps = make_maps(masks, "ties")
+    normal = maps[~masks]
+    # Pick the tie group whose FPR step is widest and put the limit in its middle, so the
+    # restricted sort must keep the whole group and the integration must interpolate inside it.
+    levels = torch.unique(maps).flip(0)
+    fprs = [0.0] + [float((normal >= t).double().mean()) for t in levels]
+    low, high = max(zip(fprs[:-1], fprs[1:]), key=lambda step: step[1] - step[0])
+    fpr_limit = (low + high) / 2
+    assert low < fpr_limit < high and high - low > 0.1
+    expected = ref_aupro(maps, masks, fpr_limit)
+    assert aupro(maps, masks, fpr_limit).item() == pytest.approx(expected, abs=ATOL)
+    assert _aupro(maps, masks, fpr_limit, restrict=False).item() == pytest.approx(expected)
+
+
+def test_aupro_known_values(masks: Tensor) -> None:
+    # Constant maps give the diagonal PRO = FPR, whose normalised area is limit / 2.
+    constant = make_maps(masks, "constant")
+    for fpr_limit in FPR_LIMITS:
+        assert aupro(constant, masks, fpr_limit).item() == pytest.approx(fpr_limit / 2)
+    # A perfect map detects every region completely before the first false positive.
+    assert aupro(masks.float(), masks, 0.3).item() == pytest.approx(1.0)
+
+
+def test_aupro_regions_are_eight_connected() -> None:
+    # A 2x2 block and a pixel touching it diagonally form one 5-pixel region; only the block
+    # scores high. 8-connected: curve (0,0) -> (0, 0.8) -> (1, 1), area 0.9. Two separate
+    # regions would give PRO 0.5 at FPR 0 and area 0.75.
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, :2, :2] = True
+    masks[0, 2, 2] = True
+    maps = torch.zeros(1, 4, 4)
+    maps[0, :2, :2] = 3.0
+    assert aupro(maps, masks, 1.0).item() == pytest.approx(0.9)
+    assert ref_aupro(maps, masks, 1.0, structure=FOUR_CONNECTED) == pytest.approx(0.75)
+
+
+def test_aupro_regions_never_span_images() -> None:
+    # Rows touching across the image boundary must stay two regions of two different images.
+    masks = torch.zeros(2, 5, 5, dtype=torch.bool)
+    masks[0, 4, :3] = True
+    masks[1, 0, 1:] = True
+    maps = torch.rand(2, 5, 5, generator=torch.Generator().manual_seed(3)) + masks
+    for fpr_limit in FPR_LIMITS:
+        expected = ref_aupro(maps, masks, fpr_limit)
+        assert aupro(maps, masks, fpr_limit).item() == pytest.approx(expected, abs=ATOL)
+
+
+def test_aupro_undefined_is_nan(masks: Tensor) -> None:
+    maps = make_maps(masks, "continuous")
+    assert torch.isnan(aupro(maps, torch.zeros_like(masks)))
+    assert torch.isnan(aupro(maps, torch.ones_like(masks)))
+
+
+def test_aupro_validates_inputs(masks: Tensor) -> None:
+    maps = make_maps(masks, "continuous")
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        aupro(maps[0], masks[0])
+    with pytest.raises(ValueError, match="same shape"):
+        aupro(maps[:, :20], masks)
+    with pytest.raises(ValueError, match="binary"):
+        aupro(maps, masks.long() * 2)
+    for bad_limit in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fpr_limit"):
+            aupro(maps, masks, bad_limit)
+
+
+@pytest.mark.parametrize("fpr_limit", [0.001, 0.05, 0.3, 0.5, 0.999, 1.0])
+@pytest.mark.parametrize("kind", ["continuous", "ties", "two_levels", "constant"])
+def test_aupro_restricted_sort_equals_full_sort(kind: str, fpr_limit: float) -> None:
+    # Larger than the reference cases: only the two fast paths are compared here.
+    generator = torch.Generator().manual_seed(11)
+    masks = torch.rand(12, 48, 48, generator=generator) > 0.97
+    masks = torch.from_numpy(ndimage.binary_dilation(masks.numpy(), iterations=2))
+    masks[:4] = False  # some all-normal images
+    maps = make_maps(masks, kind, seed=5)
+    restricted = _aupro(maps, masks, fpr_limit, restrict=True)
+    full = _aupro(maps, masks, fpr_limit, restrict=False)
+    assert torch.equal(restricted, full)
+
+
+# --------------------------------------------------------------------------------------------
+# Properties shared by all metrics
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [torch.sigmoid, lambda x: x**3, lambda x: 2.0 * x - 7.0],
+    ids=["sigmoid", "cube", "affine"],
+)
+def test_metrics_invariant_to_monotone_transform(masks: Tensor, transform: Callable) -> None:
+    maps = make_maps(masks, "continuous64")
+    transformed = transform(maps)
+    # Guard: the transform must not merge distinct scores through rounding.
+    assert torch.unique(transformed).numel() == torch.unique(maps).numel()
+    for fn in (binary_auroc, binary_average_precision, binary_f1_max):
+        assert fn(transformed, masks).item() == pytest.approx(fn(maps, masks).item(), abs=1e-12)
+    for fpr_limit in FPR_LIMITS:
+        assert aupro(transformed, masks, fpr_limit).item() == pytest.approx(
+            aupro(maps, masks, fpr_limit).item(), abs=1e-12
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Metric modules
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric_cls", "fn"),
+    [
+        (BinaryAUROC, binary_auroc),
+        (BinaryAveragePrecision, binary_average_precision),
+        (BinaryF1Max, binary_f1_max),
+    ],
+    ids=PAIR_IDS,
+)
+def test_binary_metric_modules_accumulate_chunks(metric_cls: type, fn: Callable) -> None:
+    scores, labels = make_binary("ties", n=300)
+    metric = metric_cls()
+    # Chunks of different sizes and shapes must give the value of the whole set.
+    metric.update(scores[:50].reshape(5, 10), labels[:50].reshape(5, 10))
+    metric.update(scores[50:51], labels[50:51].long())
+    metric.update(scores[51:], labels[51:])
+    assert metric.compute().item() == pytest.approx(fn(scores, labels).item(), abs=1e-12)
+    metric.reset()
+    metric.update(scores[:100], labels[:100])
+    assert metric.compute().item() == pytest.approx(fn(scores[:100], labels[:100]).item())
+    assert metric.higher_is_better and not metric.is_differentiable
+    assert not metric.full_state_update
+
+
+@pytest.mark.parametrize("fpr_limit", [0.05, 0.3])
+def test_aupro_module_accumulates_chunks(masks: Tensor, fpr_limit: float) -> None:
+    maps = make_maps(masks, "ties")
+    metric = AUPRO(fpr_limit=fpr_limit)
+    for start, stop in [(0, 2), (2, 3), (3, 6)]:
+        metric.update(maps[start:stop], masks[start:stop].long())
+    expected = aupro(maps, masks, fpr_limit).item()
+    assert metric.compute().item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_metric_modules_validate_inputs(masks: Tensor) -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        BinaryAUROC().update(torch.rand(4), torch.ones(5))
+    with pytest.raises(ValueError, match="binary"):
+        BinaryF1Max().update(torch.rand(3), torch.tensor([0.0, 0.5, 1.0]))
+    metric = AUPRO()
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        metric.update(torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="same shape"):
+        metric.update(torch.rand(2, 8, 8), torch.zeros(2, 8, 9))
+    with pytest.raises(ValueError, match="binary"):
+        metric.update(torch.rand(2, 8, 8), torch.full((2, 8, 8), 3))
+    metric.update(torch.rand(2, 8, 8), torch.zeros(2, 8, 8))
+    with pytest.raises(ValueError, match="spatial size"):
+        metric.update(torch.rand(2, 9, 9), torch.zeros(2, 9, 9))
+    with pytest.raises(ValueError, match="fpr_limit"):
+        AUPRO(fpr_limit=0.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*compute.*:UserWarning")
+def test_metric_modules_without_data_are_nan() -> None:
+    for metric in (BinaryAUROC(), BinaryAveragePrecision(), BinaryF1Max(), AUPRO()):
+        assert torch.isnan(metric.compute())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_metrics_on_cuda_match_cpu(masks: Tensor) -> None:
+    maps = make_maps(masks, "ties")
+    for fn in (binary_auroc, binary_average_precision, binary_f1_max):
+        on_gpu = fn(maps.cuda(), masks.cuda())
+        assert on_gpu.device.type == "cuda"
+        assert on_gpu.item() == pytest.approx(fn(maps, masks).item(), abs=1e-12)
+    for fpr_limit in FPR_LIMITS:
+        on_gpu = aupro(maps.cuda(), masks.cuda(), fpr_limit)
+        assert on_gpu.device.type == "cuda"
+        assert on_gpu.item() == pytest.approx(aupro(maps, masks, fpr_limit).item(), abs=1e-12)
