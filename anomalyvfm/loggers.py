@@ -30,16 +30,23 @@ class WandbLogger(_LightningWandbLogger):
     ``wandb sync <run dir>`` uploads such a run later. The init timeout is bounded too.
 
     Args:
+        save_dir: folder of the ``wandb/`` run directories (``runs``, beside the CSV logs).
         offline: force offline (True) or online (False); None decides as above.
         init_timeout: seconds ``wandb.init`` may wait for the service before failing.
         **kwargs: passed to Lightning's ``WandbLogger`` (project, name, group, tags, ...).
     """
 
-    def __init__(self, offline: bool | None = None, init_timeout: float = 60.0, **kwargs: Any):
+    def __init__(
+        self,
+        save_dir: str = "runs",
+        offline: bool | None = None,
+        init_timeout: float = 60.0,
+        **kwargs: Any,
+    ):
         if offline is None:
             offline = "WANDB_MODE" not in os.environ and not wandb_credentials_present()
-        kwargs.setdefault("save_dir", "runs")
-        Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        kwargs["save_dir"] = save_dir
         if not offline:
             import wandb
 
