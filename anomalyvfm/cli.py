@@ -12,11 +12,12 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+import anomalyvfm.callbacks  # noqa: F401
+
 # Imported so that short class names in YAML resolve.
 import anomalyvfm.data  # noqa: F401
 import anomalyvfm.tasks  # noqa: F401
 import data_synthesis  # noqa: F401
-from anomalyvfm.callbacks.results import ResultsWriter  # noqa: F401
 from anomalyvfm.loggers import WandbLogger
 
 

@@ -1,5 +1,6 @@
-"""Callbacks: result files and tables (images and W&B media come with the evaluation suite)."""
+"""Callbacks: result files and tables, and the training-data preview."""
 
+from anomalyvfm.callbacks.preview import TrainingPreview
 from anomalyvfm.callbacks.results import ResultsWriter
 
-__all__ = ["ResultsWriter"]
+__all__ = ["ResultsWriter", "TrainingPreview"]

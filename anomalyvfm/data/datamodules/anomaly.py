@@ -6,20 +6,39 @@ from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from anomalyvfm.batch import Sample
 from anomalyvfm.data.datasets.base import EvalDataset
-from anomalyvfm.data.datasets.synthetic import OnlineAnomalyDataset
+from anomalyvfm.data.datasets.ondisk import OnDiskAnomalyDataset
+from anomalyvfm.data.datasets.synthetic import (
+    EpochSampler,
+    MixedAnomalyDataset,
+    OnlineAnomalyDataset,
+)
 from data_synthesis.base import AnomalyGeneratorBase
+from data_synthesis.layout import CheckMode
 
 
 class AnomalyDataModule(pl.LightningDataModule):
     """Synthetic training data plus a list of evaluation datasets.
 
+    Training sources: online anomalies on ``normal_dir`` (with ``generators``), and each folder
+    of ``synthetic_dirs`` (an on-disk dataset in the reference layout ``train/ok``,
+    ``train/bad``, ``ground_truth/bad``). Several sources are mixed by ``source_weights``.
+    Training indices never repeat across epochs (:class:`EpochSampler`) and every sample is a
+    pure function of (seed, index), so no two workers, ranks or epochs draw the same sample.
+
     Args:
         normal_dir: folder of normal images for online anomaly synthesis.
         generators: online anomaly generators (``class_path`` entries in YAML).
         generator_weights: relative frequency of each generator.
+        synthetic_dirs: roots of on-disk synthetic datasets in the reference layout.
+        source_weights: relative frequency of each source, in the order online source (when
+            ``normal_dir`` is set) then ``synthetic_dirs``; uniform when None.
+        check_files: how thoroughly training files are checked at setup: "header" (structure,
+            fast), "decode" (full decode, slow) or "off"; unreadable files are skipped and
+            reported in a warning.
         anomaly_ratio: fraction of anomalous training samples (0.5).
         image_size: square model input size (768 for patch-16, 672 for patch-14 backbones).
         batch_size: training micro-batch per device (reference 8, with 4 accumulation steps).
@@ -28,7 +47,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         eval_mask_size: resolution of pixel metrics; None evaluates at ``image_size``.
         val_datasets: evaluated during fit (often empty: the recipe keeps the last checkpoint).
         test_datasets: evaluated by ``test``; also used by ``predict``.
-        train_length: virtual epoch length of the synthetic set.
+        train_length: virtual epoch length of the online set and of a mix (a single on-disk
+            dataset's epoch is its number of images).
         seed: seed of the synthetic data.
     """
 
@@ -37,6 +57,9 @@ class AnomalyDataModule(pl.LightningDataModule):
         normal_dir: str | None = None,
         generators: Sequence[AnomalyGeneratorBase] = (),
         generator_weights: list[float] | None = None,
+        synthetic_dirs: list[str] | None = None,
+        source_weights: list[float] | None = None,
+        check_files: CheckMode = "header",
         anomaly_ratio: float = 0.5,
         image_size: int = 768,
         batch_size: int = 8,
@@ -52,6 +75,9 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.normal_dir = normal_dir
         self.generators = list(generators)
         self.generator_weights = generator_weights
+        self.synthetic_dirs = list(synthetic_dirs or [])
+        self.source_weights = source_weights
+        self.check_files: CheckMode = check_files
         self.anomaly_ratio = anomaly_ratio
         self.image_size = image_size
         self.batch_size = batch_size
@@ -65,31 +91,59 @@ class AnomalyDataModule(pl.LightningDataModule):
         for ds in (*self.val_datasets, *self.test_datasets):
             ds.image_size = image_size
             ds.mask_size = eval_mask_size or image_size
-        self.train_dataset: OnlineAnomalyDataset | None = None
+        self.train_dataset: Dataset[Sample] | None = None
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_dataset is None:
-            if self.normal_dir is None:
-                raise ValueError("data.normal_dir must be set for training")
-            self.train_dataset = OnlineAnomalyDataset(
-                self.normal_dir,
-                self.generators,
-                self.generator_weights,
-                self.anomaly_ratio,
-                self.image_size,
-                self.train_length,
-                self.seed,
+            self.train_dataset = self.build_train_dataset()
+
+    def build_train_dataset(self) -> Dataset[Sample]:
+        """The training set: one source, or a :class:`MixedAnomalyDataset` of several.
+
+        Raises:
+            ValueError: If no source is configured or ``source_weights`` does not match them.
+        """
+        count = int(self.normal_dir is not None) + len(self.synthetic_dirs)
+        if not count:
+            raise ValueError("data.normal_dir and/or data.synthetic_dirs must be set for training")
+        if self.source_weights is not None and len(self.source_weights) != count:
+            raise ValueError(
+                f"data.source_weights has {len(self.source_weights)} entries for {count} "
+                "sources (the online source from data.normal_dir first, if set, then each of "
+                "data.synthetic_dirs)"
             )
+        sources: list[Dataset[Sample]] = []
+        if self.normal_dir is not None:
+            sources.append(
+                OnlineAnomalyDataset(
+                    self.normal_dir,
+                    self.generators,
+                    self.generator_weights,
+                    self.anomaly_ratio,
+                    self.image_size,
+                    self.train_length,
+                    self.seed,
+                    self.check_files,
+                )
+            )
+        for root in self.synthetic_dirs:
+            sources.append(OnDiskAnomalyDataset(root, self.image_size, self.check_files))
+        if len(sources) == 1:
+            return sources[0]
+        return MixedAnomalyDataset(sources, self.source_weights, self.train_length, self.seed)
 
     def eval_datasets(self, stage: str) -> list[EvalDataset]:
         """Datasets evaluated in ``stage`` (validate uses val, test and predict use test)."""
         return self.val_datasets if stage in ("fit", "validate") else self.test_datasets
 
-    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, ds: Dataset, batch_size: int, shuffle: bool, sampler: Sampler[int] | None = None
+    ) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
@@ -98,7 +152,8 @@ class AnomalyDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        sampler = EpochSampler(len(self.train_dataset), self.seed)  # type: ignore[arg-type]
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True, sampler=sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(d, self.eval_batch_size, False) for d in self.val_datasets]

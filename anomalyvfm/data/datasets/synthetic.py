@@ -1,25 +1,52 @@
-"""Training set that synthesises anomalies online from a folder of normal images."""
+"""Synthetic training sets: online anomalies on normal images, and weighted mixes of sources.
+
+Every training set here is indexed by any non-negative integer, and sample ``i`` is a pure
+function of (seed, i). :class:`EpochSampler` gives epoch ``e`` the indices
+``e * length .. (e + 1) * length - 1``, so no index, hence no random draw, repeats across epochs,
+workers or ranks (a distributed sampler splits one epoch's indices between ranks).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
 from data_synthesis.base import AnomalyGenerator
 from data_synthesis.io import list_images, load_image, resize_image
+from data_synthesis.layout import CheckMode, readable_images
+
+# A (normal, anomalous, mask) triple of float32 arrays, as drawn by the preview contact sheet.
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
+# Distinct seed-sequence tags so that the mix's choice and the sources' draws are independent.
+_MIX_TAG, _PREVIEW_TAG = 1, 2
+# Redraws after an unreadable file, or an anomaly that changed no pixel, before giving up.
+_RETRIES = 8
+
+
+def _weights(weights: Sequence[float] | None, n: int, what: str) -> np.ndarray:
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{what} {list(w)} must be {n} non-negative numbers with a positive sum")
+    return w / w.sum()
 
 
 class OnlineAnomalyDataset(Dataset[Sample]):
     """Normal images, and anomalous ones made on the fly by the given generators.
 
     Sample ``i`` draws everything from ``numpy.random.default_rng([seed, i])``: the same index
-    always gives the same sample, whatever the worker or rank that loads it, and different
-    indices (hence different workers and ranks under a distributed sampler) give different ones.
+    always gives the same sample, whatever the worker or rank that loads it.
+
+    Files are checked when the dataset is built: unreadable ones are skipped with a warning
+    giving their count and first names (``skipped``). A file that still fails when it is read
+    (e.g. a truncated JPEG, which ``check="header"`` cannot see) is skipped too: a warning names
+    it, ``read_failures`` counts it, and the sample redraws its file from the same generator.
 
     Args:
         root: folder of normal images (searched recursively).
@@ -29,6 +56,7 @@ class OnlineAnomalyDataset(Dataset[Sample]):
         image_size: square size images are resized to before synthesis.
         length: virtual epoch length (training is bounded by ``max_steps``).
         seed: base seed.
+        check: how thoroughly files are checked up front ("header", "decode" or "off").
     """
 
     def __init__(
@@ -40,38 +68,50 @@ class OnlineAnomalyDataset(Dataset[Sample]):
         image_size: int = 768,
         length: int = 100_000,
         seed: int = 0,
+        check: CheckMode = "header",
     ) -> None:
-        self.files = list_images(root)
+        self.files, self.skipped = readable_images(list_images(root), check, root)
         if not generators:
             raise ValueError("OnlineAnomalyDataset needs at least one anomaly generator")
         self.generators = list(generators)
-        w = np.ones(len(self.generators)) if weights is None else np.asarray(weights, float)
-        if w.shape != (len(self.generators),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(
-                f"generator weights {list(w)} must be {len(self.generators)} non-negative numbers "
-                "with a positive sum"
-            )
-        self.probabilities = w / w.sum()
+        self.probabilities = _weights(weights, len(self.generators), "generator weights")
         if not 0.0 <= anomaly_ratio <= 1.0:
             raise ValueError(f"anomaly_ratio must be in [0, 1], got {anomaly_ratio}")
         self.anomaly_ratio = anomaly_ratio
         self.image_size = image_size
         self.length = length
         self.seed = seed
+        self.read_failures: set[Path] = set()
 
     def __len__(self) -> int:
         return self.length
 
+    def _normal(self, rng: np.random.Generator) -> tuple[np.ndarray, Path]:
+        """A random readable normal image, resized; unreadable draws are skipped and counted."""
+        for _ in range(_RETRIES):
+            path = self.files[int(rng.integers(len(self.files)))]
+            try:
+                return resize_image(load_image(path), (self.image_size,) * 2), path
+            except (OSError, ValueError) as err:
+                if path not in self.read_failures:
+                    self.read_failures.add(path)
+                    warnings.warn(f"skipping unreadable training image: {err}", stacklevel=2)
+        raise ValueError(f"{_RETRIES} unreadable images in a row in {self.files[0].parent}")
+
+    def _anomaly(
+        self, image: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        gen = self.generators[int(rng.choice(len(self.generators), p=self.probabilities))]
+        anomaly = gen(image, rng)
+        return anomaly.image, anomaly.mask
+
     def __getitem__(self, index: int) -> Sample:
         rng = np.random.default_rng([self.seed, index])
-        path = self.files[int(rng.integers(len(self.files)))]
-        image = resize_image(load_image(path), (self.image_size, self.image_size))
+        image, path = self._normal(rng)
         mask = np.zeros(image.shape[:2], np.float32)
         label = 0
         if rng.random() < self.anomaly_ratio:
-            gen = self.generators[int(rng.choice(len(self.generators), p=self.probabilities))]
-            anomaly = gen(image, rng)
-            image, mask = anomaly.image, anomaly.mask
+            image, mask = self._anomaly(image, rng)
             # A generator may in rare cases change no pixel; then the sample stays normal.
             label = int(mask.any())
         return Sample(
@@ -83,3 +123,94 @@ class OnlineAnomalyDataset(Dataset[Sample]):
             category="train",
             has_mask=torch.tensor(True),
         )
+
+    def preview_triple(self, index: int) -> Triple:
+        """(normal, anomalous, mask) for the preview sheet: always anomalous, seeded by index."""
+        rng = np.random.default_rng([self.seed, index, _PREVIEW_TAG])
+        normal, _ = self._normal(rng)
+        for _ in range(_RETRIES):
+            anomalous, mask = self._anomaly(normal, rng)
+            if mask.any():
+                break
+        return normal, anomalous, mask
+
+
+class MixedAnomalyDataset(Dataset[Sample]):
+    """A weighted mix of training sets, each sample drawn from one source.
+
+    Sample ``i`` picks its source with ``numpy.random.default_rng([seed, i, 1])``. An
+    :class:`OnlineAnomalyDataset` source then gets index ``i`` itself (its draws are seeded by
+    its own seed, so they are independent of the choice); a finite source (an on-disk dataset)
+    gets a uniformly drawn item.
+
+    Args:
+        sources: training sets.
+        weights: relative frequency of each source; uniform when None.
+        length: virtual epoch length.
+        seed: seed of the source choice.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Dataset[Sample]],
+        weights: Sequence[float] | None = None,
+        length: int = 100_000,
+        seed: int = 0,
+    ) -> None:
+        if not sources:
+            raise ValueError("MixedAnomalyDataset needs at least one source")
+        self.sources = list(sources)
+        self.probabilities = _weights(weights, len(self.sources), "source weights")
+        self.length = length
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _locate(self, index: int, tag: int = _MIX_TAG) -> tuple[Dataset[Sample], int]:
+        rng = np.random.default_rng([self.seed, index, tag])
+        source = self.sources[int(rng.choice(len(self.sources), p=self.probabilities))]
+        if isinstance(source, OnlineAnomalyDataset):
+            return source, index
+        return source, int(rng.integers(len(source)))  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Sample:
+        source, item = self._locate(index)
+        return source[item]
+
+    def preview_triple(self, index: int) -> Triple:
+        """(normal, anomalous, mask) from the source this index picks; see the sources."""
+        source, item = self._locate(index, _PREVIEW_TAG)
+        return source.preview_triple(item)  # type: ignore[attr-defined]
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled indices that never repeat across epochs: epoch ``e`` yields a permutation
+    (seeded by (seed, e)) of ``e * length .. (e + 1) * length - 1``.
+
+    Lightning calls :meth:`set_epoch` each epoch (also through its distributed wrapper, which
+    then splits the indices between ranks).
+
+    Args:
+        length: indices per epoch.
+        seed: seed of the permutation.
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        if length < 1:
+            raise ValueError(f"EpochSampler needs a positive length, got {length}")
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose indices the next iteration yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        offset = self.epoch * self.length
+        return iter((offset + order).tolist())

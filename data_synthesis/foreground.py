@@ -1,0 +1,178 @@
+"""Foreground masks of normal images: where an inpainted defect may be centred.
+
+Methods (numpy/scipy only): ``"all"`` (every pixel; textures), ``"threshold"`` (distance to the
+median border colour, Otsu-thresholded) and ``"saliency"`` (spectral residual, Hou & Zhang 2007,
+Otsu-thresholded). :class:`SegmentationForeground` runs a user-given segmentation model instead.
+No method ever returns an empty mask: it falls back to all ones and records ``fallback: True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+from scipy import ndimage
+
+from data_synthesis.base import as_image
+
+Method = Literal["all", "threshold", "saliency"]
+METHODS: tuple[str, ...] = ("all", "threshold", "saliency")
+# Distances below this (RGB units in [0, 1]) are background whatever Otsu says: on a plain image
+# Otsu would otherwise split sensor noise into a speckle "object".
+_MIN_CONTRAST = 0.08
+_SALIENCY_SIDE = 64
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1-D sample (maximises the between-class variance)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return hi
+    hist, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
+    between = np.nan_to_num(between[:-1])
+    return float(edges[1 + int(np.argmax(between))])
+
+
+def _threshold_mask(image: np.ndarray, border: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    b = max(1, int(round(border * min(h, w))))
+    ring = np.concatenate(
+        [image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3)]
+        + [image[:, :b].reshape(-1, 3), image[:, -b:].reshape(-1, 3)]
+    )
+    dist = np.sqrt(((image - np.median(ring, axis=0)) ** 2).sum(axis=-1))
+    mask = dist > max(otsu_threshold(dist), _MIN_CONTRAST)
+    return np.asarray(ndimage.binary_fill_holes(ndimage.binary_opening(mask)), dtype=bool)
+
+
+def _saliency_mask(image: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    gray = image.mean(axis=-1).astype(np.float32)
+    if float(gray.std()) < 1e-3:  # a flat image has no salient region (FFT noise aside)
+        return np.zeros((h, w), dtype=bool)
+    scale = _SALIENCY_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR), np.float64)
+    spectrum = np.fft.fft2(small)
+    log_amp = np.log(np.abs(spectrum) + 1e-8)
+    residual = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="nearest")
+    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2
+    sal = ndimage.gaussian_filter(sal, sigma=_SALIENCY_SIDE / 16)
+    big = Image.fromarray(sal.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR)
+    sal_full = np.asarray(big, dtype=np.float32)
+    if float(sal_full.max() - sal_full.min()) < 1e-12:
+        return np.zeros((h, w), dtype=bool)
+    return np.asarray(ndimage.binary_fill_holes(sal_full > otsu_threshold(sal_full)), dtype=bool)
+
+
+def compute_foreground(
+    image: np.ndarray, method: Method = "threshold", border: float = 0.05
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Foreground mask and a JSON record of how it was obtained.
+
+    Args:
+        image: float32 (H, W, 3) in [0, 1].
+        method: "all", "threshold" (border-colour distance + Otsu) or "saliency".
+        border: Width of the border ring that defines the background colour, as a fraction of
+            the shorter side ("threshold" only).
+
+    Returns:
+        bool (H, W) mask, never empty, and ``{"method", "fraction", "fallback"}``.
+
+    Raises:
+        ValueError: On an unknown method or a malformed image.
+    """
+    img = as_image(image)
+    if method not in METHODS:
+        raise ValueError(f"unknown foreground method {method!r}; choose one of {METHODS}")
+    if method == "all":
+        mask = np.ones(img.shape[:2], dtype=bool)
+    elif method == "threshold":
+        mask = _threshold_mask(img, border)
+    else:
+        mask = _saliency_mask(img)
+    return finalize_mask(mask, method)
+
+
+def finalize_mask(mask: np.ndarray, method: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Replace an empty mask by all ones and describe the result."""
+    fallback = not bool(mask.any())
+    if fallback:
+        mask = np.ones(mask.shape, dtype=bool)
+    info = {"method": method, "fraction": float(mask.mean()), "fallback": fallback}
+    return mask, info
+
+
+def foreground_mask(
+    image: np.ndarray, method: Method = "threshold", border: float = 0.05
+) -> np.ndarray:
+    """Only the bool (H, W) mask of :func:`compute_foreground` (never empty)."""
+    return compute_foreground(image, method, border)[0]
+
+
+class SegmentationForeground:
+    """Foreground from a segmentation model: a transformers model id or any callable.
+
+    The model is loaded on first use (construction stays offline). With ``model`` a transformers
+    ``image-segmentation`` pipeline runs and the union of all segments whose label is not in
+    ``background_labels`` is the foreground. With ``predictor`` (e.g. a wrapped timm or BiRefNet
+    model) any function image -> float (H, W) foreground probability is thresholded.
+
+    Args:
+        model: Hub id or local folder of a transformers image-segmentation model.
+        predictor: Callable taking the float32 (H, W, 3) image, returning an (H, W) score map.
+        threshold: Scores above this are foreground (predictor only).
+        background_labels: Segment labels treated as background (model only).
+        device: Device for the transformers pipeline ("cpu", "cuda", ...).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        predictor: Callable[[np.ndarray], np.ndarray] | None = None,
+        threshold: float = 0.5,
+        background_labels: tuple[str, ...] = ("background", "wall", "floor", "table"),
+        device: str = "cpu",
+    ) -> None:
+        if (model is None) == (predictor is None):
+            raise ValueError("SegmentationForeground: give exactly one of model= or predictor=")
+        self.model, self.predictor, self.threshold = model, predictor, threshold
+        self.background_labels, self.device = background_labels, device
+        self._pipe: Any = None
+
+    def _model_scores(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        if self._pipe is None:
+            from transformers import pipeline
+
+            self._pipe = pipeline("image-segmentation", model=self.model, device=self.device)
+        pil = Image.fromarray(np.round(image * 255).astype(np.uint8))
+        out = np.zeros(image.shape[:2], dtype=np.float32)
+        for seg in self._pipe(pil):
+            if seg.get("label") not in self.background_labels:
+                out = np.maximum(out, np.asarray(seg["mask"], dtype=np.float32) / 255.0)
+        return out
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Foreground bool (H, W) mask (never empty) and its record, as compute_foreground."""
+        img = as_image(image)
+        scores = self.predictor(img) if self.predictor is not None else self._model_scores(img)
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.shape != img.shape[:2]:
+            raise ValueError(
+                f"segmentation model returned shape {scores.shape}, expected {img.shape[:2]}"
+            )
+        mask, info = finalize_mask(scores > self.threshold, "segmentation")
+        info["model"] = self.model
+        return mask, info

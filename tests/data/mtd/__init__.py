@@ -1,0 +1,1 @@
+"""Tiny Magnetic Tile Defects (MTD) fixture in the dataset's native layout."""
