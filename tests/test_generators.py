@@ -91,3 +91,24 @@ def test_texture_and_source_files_are_recorded(tmp_path) -> None:
     assert noise.params["texture"] == "file" and noise.params["texture_file"].startswith("sub/")
     paste = CutPasteGenerator(source_dir=str(tmp_path / "tex"))(image(), np.random.default_rng(0))
     assert paste.params["source"] == "file" and paste.params["source_file"].startswith("sub/")
+
+
+@needs_dtd
+def test_noise_textures_stay_finite_and_in_range() -> None:
+    # Regression: brightness could push a texture below 0 and gamma then made NaN pixels in
+    # about 3% of DTD anomalies (one NaN in a batch turns every weight into NaN).
+    gen = NoiseTextureGenerator(texture_dir=str(DTD))
+    image = np.full((64, 64, 3), 0.5, np.float32)
+    for seed in range(200):
+        out = gen(image, np.random.default_rng(seed)).image
+        assert np.isfinite(out).all(), seed
+        assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_texture_size_keeps_full_size_output_and_rejects_tiny_values() -> None:
+    image = np.full((96, 80, 3), 0.5, np.float32)
+    for size in (None, 16):
+        anomaly = NoiseTextureGenerator(texture_size=size)(image, np.random.default_rng(1))
+        assert anomaly.image.shape == image.shape and anomaly.mask.shape == image.shape[:2]
+    with pytest.raises(ValueError, match="texture_size"):
+        NoiseTextureGenerator(texture_size=4)

@@ -46,36 +46,6 @@ def generator_settings(dtd: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def guard_gamma_nan() -> bool:
-    """Keep noise textures finite if ``noise.py``'s gamma augmentation still makes NaNs.
-
-    The brightness augmentation may push texture values below 0, and a fractional power of a
-    negative number is NaN; about 3% of DTD noise-texture anomalies then carry NaN pixels, and
-    one NaN in a batch turns every weight into NaN. Until ``data_synthesis/noise.py`` clamps
-    there, this benchmark clamps the gamma input at 0 (same random draws, finite output). It
-    probes first, so nothing is patched once the library is fixed; the JSON records which.
-
-    Returns:
-        True when the workaround was applied.
-    """
-    import numpy as np
-
-    from data_synthesis import noise
-
-    gamma = noise.AUGMENTATIONS["gamma"]
-    probe, _ = gamma(np.full((1, 1, 3), -0.1, np.float32), np.random.default_rng(0))
-    if np.isfinite(probe).all():
-        return False
-
-    def finite_gamma(tex: Any, rng: Any) -> Any:
-        return gamma(np.maximum(tex, np.float32(0.0)), rng)
-
-    # DataLoader workers are forked from this process, so they inherit the patched table.
-    noise.AUGMENTATIONS["gamma"] = finite_gamma
-    print("WARNING: noise.py gamma augmentation yields NaN on negative input; clamping at 0")
-    return True
-
-
 def link_normals(root: Path, ids: list[str], folder: Path) -> Path:
     """A folder of symlinks to the training tiles, so the data is read in place, not copied.
 
@@ -184,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_ids, test_ids = mtd_free_split(str(args.root), args.num_train, args.seed)
     normals = link_normals(args.root.resolve(), train_ids, args.out / "normals")
     print(f"MT_Free split: {len(train_ids)} train, {len(test_ids)} test (seed {args.seed})")
-    gamma_patched = guard_gamma_nan()
     settings = generator_settings(str(args.dtd))
     unknown = [s for s in args.settings if s not in settings]
     if unknown:
@@ -198,7 +167,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "seed": args.seed,
-        "gamma_nan_workaround": gamma_patched,
         "train_ids": train_ids,
         "test_normal_ids": test_ids,
         "results": results,
