@@ -65,3 +65,21 @@ def generators(seeds: list[int]) -> list[Any]:
     import torch
 
     return [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+
+
+def run_pipeline(pipeline: Any, count: int, **kwargs: Any) -> list[Any]:
+    """Calls a diffusers pipeline on a batch of ``count`` items; returns float32 HWC arrays.
+
+    Options given as None (``guidance_scale``, ``strength``, ``negative_prompt``, ...) are left
+    out, so each pipeline keeps its own default and pipelines without an option (FLUX has no
+    negative prompt) never receive it. A single ``negative_prompt`` is repeated per item.
+    """
+    import numpy as np
+    import torch
+
+    call = {k: v for k, v in kwargs.items() if v is not None}
+    if isinstance(call.get("negative_prompt"), str):
+        call["negative_prompt"] = [call["negative_prompt"]] * count
+    with torch.inference_mode():
+        images = pipeline(output_type="np", **call).images
+    return [np.asarray(im, dtype=np.float32) for im in images]

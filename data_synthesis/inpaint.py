@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_synthesis._diffusers import SEED_HIGH, Device, DType, generators, load_pipeline
+from data_synthesis._diffusers import (
+    SEED_HIGH,
+    Device,
+    DType,
+    generators,
+    load_pipeline,
+    run_pipeline,
+)
 from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image
 from data_synthesis.foreground import SegmentationForeground, compute_foreground
 from data_synthesis.io import resize_image
@@ -260,25 +267,20 @@ class DiffusionInpaintGenerator(AnomalyGeneratorBase):
         masks = np.stack(
             [self._box_mask(im.shape[:2], p["box"], size) for im, p in zip(imgs, plans)]
         )
-        kwargs: dict[str, Any] = {
-            "prompt": [p["prompt"] for p in plans],
-            "image": torch.from_numpy(np.ascontiguousarray(pix.transpose(0, 3, 1, 2))),
-            "mask_image": torch.from_numpy(masks[:, None]),
-            "height": h,
-            "width": w,
-            "num_inference_steps": self.steps,
-            "generator": generators([p["seed"] for p in plans]),
-            "output_type": "np",
-        }
-        if self.guidance_scale is not None:
-            kwargs["guidance_scale"] = self.guidance_scale
-        if self.strength is not None:
-            kwargs["strength"] = self.strength
-        if self.negative_prompt is not None:
-            kwargs["negative_prompt"] = [self.negative_prompt] * len(plans)
-        with torch.inference_mode():
-            result = self.pipeline(**kwargs).images
-        return [np.asarray(r, dtype=np.float32) for r in result]
+        return run_pipeline(
+            self.pipeline,
+            len(plans),
+            prompt=[p["prompt"] for p in plans],
+            image=torch.from_numpy(np.ascontiguousarray(pix.transpose(0, 3, 1, 2))),
+            mask_image=torch.from_numpy(masks[:, None]),
+            height=h,
+            width=w,
+            num_inference_steps=self.steps,
+            generator=generators([p["seed"] for p in plans]),
+            guidance_scale=self.guidance_scale,
+            strength=self.strength,
+            negative_prompt=self.negative_prompt,
+        )
 
     @staticmethod
     def _box_mask(

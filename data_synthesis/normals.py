@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from data_synthesis._diffusers import SEED_HIGH, Device, DType, generators, load_pipeline
+from data_synthesis._diffusers import (
+    SEED_HIGH,
+    Device,
+    DType,
+    generators,
+    load_pipeline,
+    run_pipeline,
+)
 from data_synthesis.vocab import Vocabulary, load_vocabulary
 
 NORMAL_TEMPLATE = (
@@ -133,27 +140,20 @@ class NormalImageGenerator:
         Returns:
             ``(image, params)`` pairs; image is float32 (height, width, 3) in [0, 1].
         """
-        import torch
 
         params = [self.sample_prompt(r)[1] for r in rngs]
         if not params:
             return []
-        kwargs: dict[str, Any] = {
-            "prompt": [p["prompt"] for p in params],
-            "height": self.height,
-            "width": self.width,
-            "num_inference_steps": self.steps,
-            "generator": generators([p["seed"] for p in params]),
-            "output_type": "np",
-        }
-        if self.guidance_scale is not None:
-            kwargs["guidance_scale"] = self.guidance_scale
-        if self.negative_prompt is not None:
-            kwargs["negative_prompt"] = [self.negative_prompt] * len(params)
-        with torch.inference_mode():
-            images = self.pipeline(**kwargs).images
+        images = run_pipeline(
+            self.pipeline,
+            len(params),
+            prompt=[p["prompt"] for p in params],
+            height=self.height,
+            width=self.width,
+            num_inference_steps=self.steps,
+            generator=generators([p["seed"] for p in params]),
+            guidance_scale=self.guidance_scale,
+            negative_prompt=self.negative_prompt,
+        )
         extra = {"model": self.model, "steps": self.steps, "guidance_scale": self.guidance_scale}
-        return [
-            (np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0), {**p, **extra})
-            for im, p in zip(images, params)
-        ]
+        return [(np.clip(im, 0.0, 1.0), {**p, **extra}) for im, p in zip(images, params)]
