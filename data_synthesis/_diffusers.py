@@ -55,6 +55,32 @@ def load_pipeline(
     return pipe
 
 
+class LazyPipeline:
+    """Mixin: ``pipeline`` is the one given to the constructor, or ``model`` loaded on first use.
+
+    Construction therefore never downloads. Subclasses set ``pipeline_kind`` and the attributes
+    below in ``__init__``.
+    """
+
+    pipeline_kind: PipelineKind
+    model: str | None
+    dtype: DType
+    device: Device
+    attention_slicing: bool
+    _pipe: Any
+
+    @property
+    def pipeline(self) -> Any:
+        """The diffusers pipeline, loaded on first access."""
+        if self._pipe is None:
+            if self.model is None:
+                raise ValueError(f"{type(self).__name__} needs `model` or `pipeline`")
+            self._pipe = load_pipeline(
+                self.pipeline_kind, self.model, self.dtype, self.device, self.attention_slicing
+            )
+        return self._pipe
+
+
 def generators(seeds: list[int]) -> list[Any]:
     """One CPU ``torch.Generator`` per item.
 

@@ -19,8 +19,8 @@ from data_synthesis._diffusers import (
     SEED_HIGH,
     Device,
     DType,
+    LazyPipeline,
     generators,
-    load_pipeline,
     run_pipeline,
 )
 from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image
@@ -65,7 +65,7 @@ def working_shape(shape: tuple[int, int], resolution: int | None, multiple: int)
     )  # type: ignore[return-value]
 
 
-class DiffusionInpaintGenerator(AnomalyGeneratorBase):
+class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
     """Inpaint an object-specific defect into a box centred on the foreground.
 
     Randomness: every choice (object, defect, box, torch seed) comes from the numpy ``rng``; the
@@ -100,6 +100,8 @@ class DiffusionInpaintGenerator(AnomalyGeneratorBase):
     """
 
     name: str = "inpaint"
+
+    pipeline_kind = "inpaint"
 
     def __init__(
         self,
@@ -148,16 +150,6 @@ class DiffusionInpaintGenerator(AnomalyGeneratorBase):
             foreground,
             segmenter,
         )
-
-    @property
-    def pipeline(self) -> Any:
-        """The diffusers pipeline, loaded on first access."""
-        if self._pipe is None:
-            assert self.model is not None
-            self._pipe = load_pipeline(
-                "inpaint", self.model, self.dtype, self.device, self.attention_slicing
-            )
-        return self._pipe
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> Anomaly:
         """Inpaint one defect into ``image`` (see :meth:`generate`)."""

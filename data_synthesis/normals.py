@@ -18,8 +18,8 @@ from data_synthesis._diffusers import (
     SEED_HIGH,
     Device,
     DType,
+    LazyPipeline,
     generators,
-    load_pipeline,
     run_pipeline,
 )
 from data_synthesis.vocab import Vocabulary, load_vocabulary
@@ -33,7 +33,7 @@ TEXTURE_TEMPLATE = (
 )
 
 
-class NormalImageGenerator:
+class NormalImageGenerator(LazyPipeline):
     """Sample an (object, background) prompt and render it with a text-to-image pipeline.
 
     Randomness: object, background and the torch seed come from the numpy ``rng``; the noise
@@ -58,6 +58,8 @@ class NormalImageGenerator:
         device: Device when loading ``model``.
         attention_slicing: Lower peak memory at some speed cost (only when loading ``model``).
     """
+
+    pipeline_kind = "text2img"
 
     def __init__(
         self,
@@ -92,16 +94,6 @@ class NormalImageGenerator:
         self.guidance_scale, self.negative_prompt = guidance_scale, negative_prompt
         self.prompt_template, self.texture_template = prompt_template, texture_template
         self.dtype, self.device, self.attention_slicing = dtype, device, attention_slicing
-
-    @property
-    def pipeline(self) -> Any:
-        """The diffusers pipeline, loaded on first access."""
-        if self._pipe is None:
-            assert self.model is not None
-            self._pipe = load_pipeline(
-                "text2img", self.model, self.dtype, self.device, self.attention_slicing
-            )
-        return self._pipe
 
     def sample_prompt(self, rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
         """Draw object and background uniformly (and a torch seed) and build the prompt.

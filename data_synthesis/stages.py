@@ -11,6 +11,7 @@ from ``np.random.default_rng([seed, STAGE_IDS[s], i])``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,25 @@ class Stage:
     def process(self, items: list[Item], device: Any = None) -> list[Output]:
         """Outputs of a batch: dicts with index, status, params and ``arrays`` (path -> array)."""
         raise NotImplementedError
+
+    @staticmethod
+    def per_item(
+        items: list[Item],
+        compute: Callable[[list[Item]], list[Any]],
+        emit: Callable[[Item, Any], Output],
+    ) -> list[Output]:
+        """Runs ``compute`` once on the items not marked ``skip``; ``emit`` makes each output.
+
+        Skipped items (an upstream stage skipped them) pass through as skipped records.
+        """
+        live = [it for it in items if "skip" not in it]
+        results = dict(zip([it["index"] for it in live], compute(live) if live else []))
+        return [
+            emit(it, results[it["index"]])
+            if it["index"] in results
+            else _skipped(it["index"], it["skip"])
+            for it in items
+        ]
 
 
 class NormalsStage(Stage):
@@ -223,23 +243,15 @@ class AnomaliesStage(Stage):
         return [self.generator(image, rng) for image, rng in zip(images, rngs)]
 
     def process(self, items: list[Item], device: Any = None) -> list[Output]:
-        live = [it for it in items if "skip" not in it]
-        made = dict(zip([it["index"] for it in live], self._generate(live) if live else []))
-        outputs = []
-        for it in items:
+        def emit(it: Item, anomaly: Any) -> Output:
             index = it["index"]
-            if index not in made:
-                outputs.append(_skipped(index, it["skip"]))
-                continue
-            anomaly = made[index]
             arrays = {
                 "image": (self.path("candidates/images", index), anomaly.image),
                 "mask": (self.path("candidates/masks", index), anomaly.mask),
             }
-            outputs.append(
-                {"index": index, "status": "ok", "params": anomaly.params, "arrays": arrays}
-            )
-        return outputs
+            return {"index": index, "status": "ok", "params": anomaly.params, "arrays": arrays}
+
+        return self.per_item(items, self._generate, emit)
 
 
 class FilterStage(Stage):
@@ -284,21 +296,14 @@ class FilterStage(Stage):
         return [(r.mask, bool(r.kept), dict(r.params)) for r in results]
 
     def process(self, items: list[Item], device: Any = None) -> list[Output]:
-        live = [it for it in items if "skip" not in it]
-        masks = dict(zip([it["index"] for it in live], self._masks(live) if live else []))
-        outputs = []
-        for it in items:
-            index = it["index"]
-            if index not in masks:
-                outputs.append(_skipped(index, it["skip"]))
-                continue
-            mask, kept, params = masks[index]
+        def emit(it: Item, result: tuple[np.ndarray, bool, dict[str, Any]]) -> Output:
+            index, (mask, kept, params) = it["index"], result
             if not kept:
-                outputs.append({"index": index, "status": "dropped", "params": params})
-                continue
+                return {"index": index, "status": "dropped", "params": params}
             arrays = {
                 "image": (self.path("train/bad", index), it["anomalous"]),
                 "mask": (self.path("ground_truth/bad", index), mask),
             }
-            outputs.append({"index": index, "status": "ok", "params": params, "arrays": arrays})
-        return outputs
+            return {"index": index, "status": "ok", "params": params, "arrays": arrays}
+
+        return self.per_item(items, self._masks, emit)
