@@ -196,7 +196,7 @@ def test_feature_upsampling_equals_interpolate_then_cosine(grid, size) -> None:
     """The memory-light path equals upsampling C x H x W features, then a per-pixel cosine."""
     from torch.nn import functional as F
 
-    from data_synthesis.filter import _upsampled_cosine
+    from data_synthesis.upsample import upsampled_cosine
 
     gen = torch.Generator().manual_seed(0)
     fa, fb = torch.randn(16, *grid, generator=gen), torch.randn(16, *grid, generator=gen)
@@ -204,4 +204,4 @@ def test_feature_upsampling_equals_interpolate_then_cosine(grid, size) -> None:
         F.interpolate(f[None], size, mode="bilinear", align_corners=False)[0] for f in (fa, fb)
     )
     expected = F.cosine_similarity(ua, ub, dim=0)
-    torch.testing.assert_close(_upsampled_cosine(fa, fb, size), expected, atol=2e-6, rtol=0)
+    torch.testing.assert_close(upsampled_cosine(fa, fb, size), expected, atol=2e-6, rtol=0)
