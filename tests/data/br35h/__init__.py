@@ -1,0 +1,1 @@
+"""Tiny Br35H fixture in the Kaggle layout."""

@@ -1,0 +1,1 @@
+"""Tiny BrainMRI fixture in the Kaggle brain tumour layout."""

@@ -1,0 +1,1 @@
+"""Tiny CVC-ClinicDB fixture in the official layout."""

@@ -1,0 +1,1 @@
+"""Tiny CVC-ColonDB fixture in the distributed images/masks layout."""

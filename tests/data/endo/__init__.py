@@ -1,0 +1,1 @@
+"""Tiny EndoTect 2020 segmentation test-set fixture."""

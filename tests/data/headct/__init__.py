@@ -1,0 +1,1 @@
+"""Tiny HeadCT fixture in the Kaggle "Head CT - hemorrhage" layout."""

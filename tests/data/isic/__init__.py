@@ -1,0 +1,1 @@
+"""Tiny ISIC 2016 (part 1, lesion segmentation) fixture in the challenge layout."""

@@ -1,0 +1,1 @@
+"""Tiny Kvasir-SEG fixture in the distributed layout."""

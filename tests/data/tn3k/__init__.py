@@ -1,0 +1,1 @@
+"""Tiny TN3K fixture in the distributed layout."""
