@@ -323,6 +323,46 @@ def test_aupro_restricted_sort_equals_full_sort(kind: str, fpr_limit: float) -> 
     restricted = _aupro(maps, masks, fpr_limit, restrict=True)
     full = _aupro(maps, masks, fpr_limit, restrict=False)
     assert torch.equal(restricted, full)
+    # The sort-free path (the public aupro) sums the same trapezoids in another order.
+    assert float(aupro(maps, masks, fpr_limit)) == pytest.approx(float(full), abs=1e-13)
+    as_lists = list(maps), list(masks)
+    assert float(aupro(*as_lists, fpr_limit)) == pytest.approx(float(full), abs=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+def test_aupro_sort_free_path_on_images_of_different_sizes(kind: str) -> None:
+    generator = torch.Generator().manual_seed(12)
+    shapes = [(30, 41), (17, 17), (48, 25), (9, 60), (33, 33)]
+    masks = [torch.rand(s, generator=generator) > 0.96 for s in shapes]
+    masks = [torch.from_numpy(ndimage.binary_dilation(m.numpy())) for m in masks]
+    masks[1][:] = False
+    maps = [make_maps(m[None], kind, seed=i)[0] for i, m in enumerate(masks)]
+    flat_maps = torch.cat([m.reshape(-1) for m in maps])
+    for limit in (0.01, 0.3, 1.0):
+        # The slow path labels each image on its own too; both must agree to rounding.
+        slow = _aupro(maps, masks, limit, restrict=False)
+        assert float(aupro(maps, masks, limit)) == pytest.approx(float(slow), abs=1e-13)
+    assert flat_maps.numel() == sum(h * w for h, w in shapes)
+
+
+def test_label_anomalous_matches_full_image_labelling() -> None:
+    from anomalyvfm.metrics._pro_curve import label_anomalous
+
+    generator = torch.Generator().manual_seed(13)
+    masks = (torch.rand(6, 40, 50, generator=generator) > 0.9).numpy()
+    masks[2] = False  # an all-normal image
+    masks[3, 0, 0] = masks[3, 39, 49] = True  # regions in opposite corners of the bounding box
+    anomalous, regions, sizes = label_anomalous(list(masks))
+    full, count = ndimage.label(
+        masks, structure=np.pad(np.ones((1, 3, 3), bool), ((1, 1), (0, 0), (0, 0)))
+    )
+    flat = full.reshape(-1)
+    assert anomalous.tolist() == np.flatnonzero(flat).tolist()
+    assert sizes.numel() == count + 1 and int(sizes[0]) == int((flat == 0).sum())
+    # Same partition into regions (numbering may differ): a bijection between the labels.
+    pairs = set(zip(regions.tolist(), flat[anomalous.numpy()].tolist()))
+    assert len(pairs) == count == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    assert sorted(sizes[1:].tolist()) == sorted(np.bincount(flat)[1:].tolist())
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ legitimately on small evaluation splits and should not abort a run.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy import ndimage
 from torch import Tensor
+
+from anomalyvfm.metrics._pro_curve import aupro_from_anomalous, label_anomalous
 
 __all__ = ["aupro", "binary_auroc", "binary_average_precision", "binary_f1_max"]
 
@@ -41,6 +44,8 @@ def _as_sortable(scores: Tensor) -> Tensor:
 
 
 def _check_binary(target: Tensor, name: str) -> None:
+    if target.dtype == torch.bool:
+        return
     if target.numel() > 0 and not bool(((target == 0) | (target == 1)).all()):
         values = torch.unique(target)[:6].tolist()
         raise ValueError(f"`{name}` must be binary (only 0 and 1), found values such as {values}.")
@@ -209,12 +214,57 @@ def _trapezoid_up_to(x: Tensor, y: Tensor, limit: float) -> Tensor:
     return torch.trapezoid(y_part, x_part)
 
 
-def _aupro(maps: Tensor, masks: Tensor, fpr_limit: float, restrict: bool) -> Tensor:
+def _flatten_images(
+    maps: Sequence[Tensor], masks: Sequence[Tensor], fpr_limit: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Flattened scores, region labels (numbered across images) and region sizes of a list of
+    (H_i, W_i) maps and masks; regions are labelled within each image only."""
+    _validate_image_lists(maps, masks, fpr_limit)
+    parts, offset = [], 0
+    for k in masks:
+        labels, count = ndimage.label(
+            k.detach().cpu().numpy().astype(bool, copy=False), structure=np.ones((3, 3), bool)
+        )
+        parts.append(np.where(labels > 0, labels + offset, 0).reshape(-1).astype(np.int32))
+        offset += int(count)
+    regions = np.concatenate(parts)
+    sizes = np.bincount(regions, minlength=offset + 1).astype(np.int64)
+    scores = torch.cat([_as_sortable(m.detach()).reshape(-1) for m in maps])
+    return scores, torch.from_numpy(regions), torch.from_numpy(sizes)
+
+
+def _validate_image_lists(
+    maps: Sequence[Tensor], masks: Sequence[Tensor], fpr_limit: float
+) -> None:
+    if len(maps) != len(masks) or len(maps) == 0:
+        raise ValueError(
+            f"`maps` and `masks` must be non-empty lists of equal length, got {len(maps)} and "
+            f"{len(masks)} images."
+        )
+    for i, (m, k) in enumerate(zip(maps, masks)):
+        if m.ndim != 2 or m.shape != k.shape:
+            raise ValueError(
+                f"image {i}: map {tuple(m.shape)} and mask {tuple(k.shape)} must be equal (H, W)."
+            )
+        _check_binary(k, "masks")
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"`fpr_limit` must lie in (0, 1], got {fpr_limit}.")
+
+
+def _aupro(
+    maps: Tensor | Sequence[Tensor],
+    masks: Tensor | Sequence[Tensor],
+    fpr_limit: float,
+    restrict: bool,
+) -> Tensor:
     """AUPRO with an optional restriction of the sort to the scores that reach ``fpr_limit``."""
-    _validate_maps(maps, masks, fpr_limit)
-    scores = _as_sortable(maps.detach()).reshape(-1)
+    if isinstance(maps, Tensor) and isinstance(masks, Tensor):
+        _validate_maps(maps, masks, fpr_limit)
+        scores = _as_sortable(maps.detach()).reshape(-1)
+        regions, sizes = _label_regions(masks)
+    else:
+        scores, regions, sizes = _flatten_images(list(maps), list(masks), fpr_limit)
     device = scores.device
-    regions, sizes = _label_regions(masks)
     regions = regions.reshape(-1).to(device)
     num_regions, num_neg = sizes.numel() - 1, int(sizes[0])
     if num_regions == 0 or num_neg == 0:
@@ -249,7 +299,9 @@ def _aupro(maps: Tensor, masks: Tensor, fpr_limit: float, restrict: bool) -> Ten
     return _trapezoid_up_to(fpr, pro, fpr_limit) / fpr_limit
 
 
-def aupro(maps: Tensor, masks: Tensor, fpr_limit: float = 0.3) -> Tensor:
+def aupro(
+    maps: Tensor | Sequence[Tensor], masks: Tensor | Sequence[Tensor], fpr_limit: float = 0.3
+) -> Tensor:
     """Exact normalised area under the per-region-overlap (PRO) curve up to ``fpr_limit``.
 
     Follows the global-threshold definition of the MVTec AD evaluation: ground-truth regions are
@@ -259,12 +311,15 @@ def aupro(maps: Tensor, masks: Tensor, fpr_limit: float = 0.3) -> Tensor:
     ``score >= t``. The curve starts at (0, 0) and is integrated with the trapezoid rule up to
     ``fpr_limit`` (interpolating PRO linearly at the limit), then divided by ``fpr_limit``.
 
-    Only the pixels scoring at least the normal-pixel score where the FPR reaches ``fpr_limit``
-    are sorted, which gives the same value as sorting all pixels at a fraction of the cost.
+    No pixel is sorted but the anomalous ones: each normal pixel below the FPR limit adds its
+    trapezoid, read off a lookup of the anomalous scores (see
+    :mod:`anomalyvfm.metrics._pro_curve`). The value equals the full-sort computation
+    (``_aupro``, kept as the slow path for tests) up to float64 summation order.
 
     Args:
-        maps: Anomaly maps of shape (N, H, W); higher means more anomalous.
-        masks: Binary ground-truth masks (bool or {0, 1}) of shape (N, H, W).
+        maps: Anomaly maps of shape (N, H, W), or a sequence of (H_i, W_i) maps of different
+            sizes (e.g. each image at its original resolution); higher means more anomalous.
+        masks: Binary ground-truth masks (bool or {0, 1}) shaped like ``maps``.
         fpr_limit: Upper integration limit of the FPR, in (0, 1].
 
     Returns:
@@ -275,4 +330,14 @@ def aupro(maps: Tensor, masks: Tensor, fpr_limit: float = 0.3) -> Tensor:
         ValueError: If the shapes differ or are not 3-D, the masks are not binary, or
             ``fpr_limit`` is outside (0, 1].
     """
-    return _aupro(maps, masks, fpr_limit, restrict=True)
+    if isinstance(maps, Tensor) and isinstance(masks, Tensor):
+        _validate_maps(maps, masks, fpr_limit)
+        scores = _as_sortable(maps.detach()).reshape(-1)
+        mask_list = list(masks.detach().cpu().numpy().astype(bool, copy=False))
+    else:
+        maps, masks = list(maps), list(masks)
+        _validate_image_lists(maps, masks, fpr_limit)
+        scores = torch.cat([_as_sortable(m.detach()).reshape(-1) for m in maps])
+        mask_list = [m.detach().cpu().numpy().astype(bool, copy=False) for m in masks]
+    anomalous, regions, sizes = label_anomalous(mask_list)
+    return aupro_from_anomalous(scores.contiguous(), anomalous, regions, sizes, fpr_limit)
