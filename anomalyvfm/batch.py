@@ -9,11 +9,16 @@ A sample is a dict with these keys (the default collate stacks tensors and lists
 * ``dataset``: dataset name, e.g. ``mvtec_ad``.
 * ``category``: category within the dataset, e.g. ``bottle``.
 * ``has_mask``: bool scalar, whether pixel metrics are meaningful for this sample.
+
+Evaluation samples also carry ``index``, their position in the dataset, which lets metrics put
+samples gathered from several processes back into dataset order. Evaluation batches
+(:func:`anomalyvfm.data.evaluation.collate_eval`) also carry ``mask_size`` (B, 2): each mask's
+(height, width); masks of different sizes are padded with -1.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from torch import Tensor
 
@@ -36,6 +41,7 @@ class Sample(TypedDict):
     dataset: str
     category: str
     has_mask: Tensor
+    index: NotRequired[Tensor]
 
 
 class Batch(TypedDict):
@@ -48,3 +54,5 @@ class Batch(TypedDict):
     dataset: list[str]
     category: list[str]
     has_mask: Tensor
+    index: NotRequired[Tensor]
+    mask_size: NotRequired[Tensor]

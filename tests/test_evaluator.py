@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from anomalyvfm.metrics import aupro, binary_auroc
+from anomalyvfm.metrics import (
+    aupro,
+    binary_auroc,
+    binary_average_precision,
+    binary_f1_max,
+)
+from anomalyvfm.metrics.aupimo import aupimo
+from anomalyvfm.metrics.compat import binned_aupro, threshold_loop_aupro
 from anomalyvfm.metrics.evaluator import AnomalyEvaluator, mean_over
 
 
@@ -30,6 +37,9 @@ def test_per_category_results_equal_functional_metrics_on_each_subset() -> None:
         assert res[c]["image_AUROC"] == pytest.approx(float(binary_auroc(scores[sel], labels[sel])))
         assert res[c]["pixel_AUROC"] == pytest.approx(float(binary_auroc(maps[sel], masks[sel])))
         assert res[c]["pixel_AUPRO"] == pytest.approx(float(aupro(maps[sel], masks[sel] > 0, 0.3)))
+        assert res[c]["image_AP"] == float(binary_average_precision(scores[sel], labels[sel]))
+        assert res[c]["pixel_F1max"] == float(binary_f1_max(maps[sel], masks[sel]))
+        assert "pixel_AUPIMO" not in res[c]  # opt-in
     mean = mean_over(res)
     assert mean["image_AUROC"] == pytest.approx(
         (res["a"]["image_AUROC"] + res["b"]["image_AUROC"]) / 2
@@ -45,7 +55,8 @@ def test_image_level_dataset_skips_pixel_metrics_and_bad_input_fails() -> None:
         torch.rand(2, 4, 4),
         torch.zeros(2, 4, 4),
     )
-    assert ev.compute() == {"x": {"image_AUROC": 1.0}}
+    assert ev.compute() == {"x": {"image_AUROC": 1.0, "image_AP": 1.0, "image_F1max": 1.0}}
+    assert ev.num_images == {"x": 2}
     with pytest.raises(ValueError, match="unknown category"):
         ev.update(
             torch.tensor([0.1]), torch.tensor([0]), ["y"], torch.rand(1, 4, 4), torch.zeros(1, 4, 4)
@@ -85,3 +96,72 @@ def test_image_score_options() -> None:
     assert scores["head"] == pytest.approx(0.5)
     assert scores["map_max"] == pytest.approx(1.0, abs=1e-6)
     assert scores["mean"] == pytest.approx(0.75, abs=1e-6)
+
+
+def test_images_of_different_sizes_keep_their_regions() -> None:
+    g = torch.Generator().manual_seed(1)
+    shapes = [(10, 14), (12, 9), (330, 330), (7, 7)]  # AUPIMO needs ~1e5 normal pixels
+    masks = [torch.zeros(s) for s in shapes]
+    masks[0][2:5, 3:6] = 1
+    masks[1][0:3, 0:2] = 1
+    masks[1][8:10, 6:9] = 1  # two regions in one image
+    maps = [torch.rand(s, generator=g) + 0.5 * m for s, m in zip(shapes, masks)]
+    labels = torch.tensor([1, 1, 0, 0])
+    scores = torch.tensor([0.9, 0.4, 0.5, 0.1])
+    ev = AnomalyEvaluator(["c"], metrics=["pixel_AUROC", "pixel_AUPRO", "pixel_AUPIMO"])
+    ev.update(scores[:2], labels[:2], ["c", "c"], maps[:2], masks[:2])
+    ev.update(scores[2:], labels[2:], ["c", "c"], maps[2:], masks[2:])
+    res = ev.compute()["c"]
+    flat_maps = torch.cat([m.reshape(-1) for m in maps])
+    flat_masks = torch.cat([m.reshape(-1) for m in masks])
+    assert res["pixel_AUROC"] == float(binary_auroc(flat_maps, flat_masks))
+    # The same images padded into one stack with zero-score, zero-mask padding would differ;
+    # the list form is what the evaluator must match.
+    assert res["pixel_AUPRO"] == pytest.approx(float(aupro(maps, masks, 0.3)), abs=1e-12)
+    expected = float(aupimo(maps, masks))
+    assert not math.isnan(expected)
+    assert res["pixel_AUPIMO"] == pytest.approx(expected, abs=1e-12)
+    assert set(res) == {"pixel_AUROC", "pixel_AUPRO", "pixel_AUPIMO"}
+
+
+def test_pixel_level_only_set_has_no_image_metrics_and_modes_switch_aupro() -> None:
+    g = torch.Generator().manual_seed(2)
+    masks = torch.zeros(4, 16, 16)
+    masks[:, 3:9, 4:10] = 1
+    maps = torch.rand(4, 16, 16, generator=g) + 0.3 * masks
+    results = {}
+    for mode in ("exact", "reference_binned", "threshold_loop"):
+        ev = AnomalyEvaluator(["p"], image_labels=False, metric_mode=mode)  # type: ignore[arg-type]
+        ev.update(torch.rand(4), torch.ones(4, dtype=torch.long), ["p"] * 4, maps, masks)
+        results[mode] = ev.compute()["p"]
+        assert not any(name.startswith("image_") for name in results[mode])
+    assert results["exact"]["pixel_AUPRO"] == float(aupro(maps, masks))
+    assert results["reference_binned"]["pixel_AUPRO"] == float(binned_aupro(maps, masks))
+    assert results["threshold_loop"]["pixel_AUPRO"] == float(threshold_loop_aupro(maps, masks))
+    assert results["threshold_loop"]["pixel_AUROC"] == results["exact"]["pixel_AUROC"]
+    with pytest.raises(ValueError, match="unknown metrics"):
+        AnomalyEvaluator(["p"], metrics=["pixel_IoU"])  # type: ignore[list-item]
+
+
+def test_mean_filter_padding_zeros_darkens_borders_like_the_reference() -> None:
+    from anomalyvfm.backbones.adapters import AdapterConfig
+    from anomalyvfm.backbones.timm_backbone import BackboneConfig
+    from anomalyvfm.models.anomalyvfm import AnomalyVFMModel, AnomalyVFMOutput
+    from anomalyvfm.models.decoder import DecoderConfig
+
+    out = AnomalyVFMOutput(torch.full((1, 1, 8, 8), 30.0), torch.zeros(1, 1, 8, 8), torch.zeros(1))
+    maps = {}
+    for padding in ("replicate", "zeros"):
+        model = AnomalyVFMModel(
+            BackboneConfig(name="resnet18"),
+            AdapterConfig(type="none"),
+            DecoderConfig(),
+            64,
+            mean_filter_padding=padding,  # type: ignore[arg-type]
+        )
+        maps[padding] = model.postprocess(out, (8, 8)).anomaly_map[0]
+    assert torch.allclose(maps["replicate"], torch.ones(8, 8))
+    # A corner sees 3x3 of the 5x5 window inside the image, an edge pixel 3x5, the centre all.
+    assert maps["zeros"][0, 0].item() == pytest.approx(9 / 25)
+    assert maps["zeros"][0, 4].item() == pytest.approx(15 / 25)
+    assert maps["zeros"][4, 4].item() == pytest.approx(1.0)

@@ -49,6 +49,9 @@ class AnomalyVFMModel(nn.Module):
         decoder: decoder configuration.
         image_size: square training input size (768 for patch 16, 672 for patch 14 gives 48x48).
         mean_filter_size: odd k of the k x k mean filter on the anomaly map at inference (5).
+        mean_filter_padding: border handling of the mean filter: ``replicate`` (border scores
+            unbiased) or ``zeros`` (the reference code's ``AvgPool2d(k, 1, k // 2)``, which
+            counts the zero padding and darkens borders).
         image_score: ``head`` (the method: sigmoid of the image head), ``map_max`` (maximum of
             the filtered anomaly map, the usual zero-shot baseline) or ``mean`` of the two.
     """
@@ -61,6 +64,7 @@ class AnomalyVFMModel(nn.Module):
         image_size: int,
         mean_filter_size: int = 5,
         image_score: Literal["head", "map_max", "mean"] = "head",
+        mean_filter_padding: Literal["replicate", "zeros"] = "replicate",
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, img_size=image_size)
@@ -73,6 +77,7 @@ class AnomalyVFMModel(nn.Module):
             )
         self.mean_filter_size = mean_filter_size
         self.image_score = image_score
+        self.mean_filter_padding = mean_filter_padding
 
     def forward(self, images: Tensor) -> AnomalyVFMOutput:
         """Logits for a batch of [0, 1] RGB images (B, 3, H, W)."""
@@ -87,7 +92,10 @@ class AnomalyVFMModel(nn.Module):
         k = self.mean_filter_size
         if k > 1:
             # Replicate padding keeps border scores unbiased (zero padding would dim them).
-            amap = F.avg_pool2d(F.pad(amap, (k // 2,) * 4, mode="replicate"), k, stride=1)
+            if self.mean_filter_padding == "zeros":
+                amap = F.avg_pool2d(amap, k, stride=1, padding=k // 2, count_include_pad=True)
+            else:
+                amap = F.avg_pool2d(F.pad(amap, (k // 2,) * 4, mode="replicate"), k, stride=1)
         score = torch.sigmoid(out.image_logits.float())
         if self.image_score != "head":
             # Maximum at the decoder's resolution (after the filter), before any upsampling.

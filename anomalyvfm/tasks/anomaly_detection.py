@@ -12,12 +12,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
 from anomalyvfm.losses import AnomalyVFMLoss, LossConfig
-from anomalyvfm.metrics.evaluator import AnomalyEvaluator, mean_over
+from anomalyvfm.metrics.compat import MetricMode
+from anomalyvfm.metrics.evaluator import AnomalyEvaluator, MetricName, mean_over
 from anomalyvfm.models.anomalyvfm import AnomalyPrediction, AnomalyVFMModel
 from anomalyvfm.models.decoder import DecoderConfig
 
@@ -49,12 +51,19 @@ class AnomalyVFM(pl.LightningModule):
         image_size: square input size; linked from ``data.image_size`` by the CLI.
         mean_filter_size: k of the k x k mean filter on anomaly maps at inference (5).
         image_score: image score from the ``head`` (method), the ``map_max`` or their ``mean``.
+        mean_filter_padding: ``replicate`` or ``zeros`` (the reference code's border handling).
         lr: AdamW learning rate (1e-4).
         weight_decay: AdamW weight decay (1e-2).
         betas: AdamW betas.
         lr_schedule: ``constant`` (reference) or ``cosine`` decay to zero over ``max_steps``.
         warmup_steps: linear warm-up steps (0 in the reference).
         fpr_limit: AUPRO integration limit (0.3).
+        metric_mode: ``exact`` metrics, or a compatibility mode reproducing a published
+            approximation (``reference_binned``, ``threshold_loop``); recorded with every result.
+        eval_metrics: metric names to compute; the seven of the method's tables when None
+            (add ``pixel_AUPIMO`` to opt in).
+        metrics_on_cpu: keep the evaluation states (all maps) in host memory rather than on the
+            accelerator; for large sets at full resolution.
     """
 
     def __init__(
@@ -66,12 +75,16 @@ class AnomalyVFM(pl.LightningModule):
         image_size: int = 768,
         mean_filter_size: int = 5,
         image_score: Literal["head", "map_max", "mean"] = "head",
+        mean_filter_padding: Literal["replicate", "zeros"] = "replicate",
         lr: float = 1e-4,
         weight_decay: float = 1e-2,
         betas: tuple[float, float] = (0.9, 0.999),
         lr_schedule: Literal["constant", "cosine"] = "constant",
         warmup_steps: int = 0,
         fpr_limit: float = 0.3,
+        metric_mode: MetricMode = "exact",
+        eval_metrics: list[MetricName] | None = None,
+        metrics_on_cpu: bool = False,
     ) -> None:
         super().__init__()
         self.backbone_config = _as_config(BackboneConfig, backbone)
@@ -92,6 +105,10 @@ class AnomalyVFM(pl.LightningModule):
         self.configure_losses()
         self.evaluators = nn.ModuleDict()
         self.results: dict[str, dict[str, dict[str, float]]] = {}
+        self.dataset_means: dict[str, dict[str, float]] = {}
+        self.overall_mean: dict[str, float] = {}
+        self.eval_counts: dict[str, dict[str, int]] = {}
+        self.eval_protocol: dict[str, Any] = {}
 
     def configure_models(self) -> None:
         """Builds the pure-torch model."""
@@ -102,6 +119,7 @@ class AnomalyVFM(pl.LightningModule):
             self.hparams["image_size"],
             self.hparams["mean_filter_size"],
             self.hparams["image_score"],
+            self.hparams["mean_filter_padding"],
         )
 
     def configure_losses(self) -> None:
@@ -115,8 +133,24 @@ class AnomalyVFM(pl.LightningModule):
             return
         for ds in datamodule.eval_datasets(stage):
             self.evaluators[ds.name] = AnomalyEvaluator(
-                ds.categories, ds.pixel_labels, self.hparams["fpr_limit"]
+                ds.categories,
+                pixel_labels=ds.pixel_labels,
+                image_labels=getattr(ds, "image_labels", True),
+                fpr_limit=self.hparams["fpr_limit"],
+                metric_mode=self.hparams["metric_mode"],
+                metrics=self.hparams["eval_metrics"],
+                compute_on_cpu=self.hparams["metrics_on_cpu"],
             )
+        self.eval_protocol = {
+            "resolution": getattr(datamodule, "eval_resolution", None),
+            "image_size": getattr(datamodule, "image_size", self.hparams["image_size"]),
+            "resize": getattr(datamodule, "eval_resize", "squash"),
+            "mean_filter_size": self.hparams["mean_filter_size"],
+            "mean_filter_padding": self.hparams["mean_filter_padding"],
+            "image_score": self.hparams["image_score"],
+            "metric_mode": self.hparams["metric_mode"],
+            "fpr_limit": self.hparams["fpr_limit"],
+        }
 
     def setup(self, stage: str) -> None:
         self.configure_metrics(stage)
@@ -145,21 +179,37 @@ class AnomalyVFM(pl.LightningModule):
         self.log("train/confidence", losses.confidence_mean, batch_size=bs)
         return losses.loss
 
-    def _eval_step(self, batch: Batch, dataloader_idx: int) -> AnomalyPrediction:
+    def _eval_step(self, batch: Batch) -> dict[str, Tensor]:
+        """One evaluation batch: updates the dataset's evaluator.
+
+        Returns:
+            ``pred_score`` (B,) and ``anomaly_map`` (B, S, S) at the model input size, for
+            callbacks (``on_test_batch_end``'s ``outputs``).
+        """
         out = self.model(batch["image"])
-        pred = self.model.postprocess(out, batch["mask"].shape[-2:])
+        low = self.model.postprocess(out, out.anomaly_logits.shape[-2:])
+        maps, masks = _maps_at_mask_sizes(low.anomaly_map, batch)
         name = batch["dataset"][0]
         if name in self.evaluators:
             cast(AnomalyEvaluator, self.evaluators[name]).update(
-                pred.pred_score, batch["label"], batch["category"], pred.anomaly_map, batch["mask"]
+                low.pred_score,
+                batch["label"],
+                batch["category"],
+                maps,
+                masks,
+                batch.get("index"),
             )
-        return pred
+        size = tuple(batch["image"].shape[-2:])
+        full = F.interpolate(low.anomaly_map[:, None], size, mode="bilinear", align_corners=False)
+        return {"pred_score": low.pred_score, "anomaly_map": full[:, 0]}
 
-    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx)
+    def validation_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
+        return self._eval_step(batch)
 
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx)
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return self._eval_step(batch)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
         pred = self.model.predict(batch["image"])
@@ -178,7 +228,7 @@ class AnomalyVFM(pl.LightningModule):
     def _log_results(self, stage: str) -> None:
         """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
         per_dataset: dict[str, dict[str, float]] = {}
-        self.results = {}
+        self.results, self.eval_counts = {}, {}
         for name, module in self.evaluators.items():
             evaluator = cast(AnomalyEvaluator, module)
             res = evaluator.compute()
@@ -186,12 +236,15 @@ class AnomalyVFM(pl.LightningModule):
             if not res:
                 continue
             self.results[name] = res
+            self.eval_counts[name] = dict(evaluator.num_images)
             per_dataset[name] = mean_over(res)
             for category, values in res.items():
                 self._log_values(f"{stage}/{name}/{category}", values)
             self._log_values(f"{stage}/{name}", per_dataset[name])
+        self.dataset_means = per_dataset
+        self.overall_mean = mean_over(per_dataset)
         if per_dataset:
-            self._log_values(f"{stage}/mean", mean_over(per_dataset))
+            self._log_values(f"{stage}/mean", self.overall_mean)
 
     def _log_values(self, prefix: str, values: dict[str, float]) -> None:
         for metric, value in values.items():
@@ -251,3 +304,24 @@ class AnomalyVFM(pl.LightningModule):
                 f"checkpoint lacks {len(missing)} trained weights of this configuration "
                 f"(first: {missing[:3]}); was it written with another backbone/adapter config?"
             )
+
+
+def _maps_at_mask_sizes(low: Tensor, batch: Batch) -> tuple[Tensor | list[Tensor], Tensor | list]:
+    """Resizes the low-resolution maps (B, h, w) to their masks' sizes (bilinear).
+
+    With one mask size per batch this is one interpolation; with several (evaluation at the
+    original resolution, masks padded by the collate), each map is resized to its own mask's size
+    and the mask is cut out of the padding.
+    """
+    masks = batch["mask"]
+    sizes = batch.get("mask_size")
+    if sizes is None or bool((sizes == sizes[0]).all()):
+        size = tuple(masks.shape[-2:])
+        maps = F.interpolate(low[:, None], size, mode="bilinear", align_corners=False)[:, 0]
+        return maps, masks
+    out_maps, out_masks = [], []
+    for i, (h, w) in enumerate(sizes.tolist()):
+        m = F.interpolate(low[i, None, None], (h, w), mode="bilinear", align_corners=False)
+        out_maps.append(m[0, 0])
+        out_masks.append(masks[i, :h, :w])
+    return out_maps, out_masks

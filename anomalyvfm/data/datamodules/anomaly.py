@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
@@ -16,6 +17,8 @@ from anomalyvfm.data.datasets.synthetic import (
     MixedAnomalyDataset,
     OnlineAnomalyDataset,
 )
+from anomalyvfm.data.evaluation import ShardedEvalSampler, collate_eval, distributed_world
+from anomalyvfm.data.transforms import Resize
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.layout import CheckMode
 
@@ -44,7 +47,12 @@ class AnomalyDataModule(pl.LightningDataModule):
         batch_size: training micro-batch per device (reference 8, with 4 accumulation steps).
         eval_batch_size: evaluation batch per device.
         num_workers: DataLoader workers.
-        eval_mask_size: resolution of pixel metrics; None evaluates at ``image_size``.
+        eval_mask_size: resolution of pixel metrics: a square size in pixels (the reference
+            code uses 96), ``"input"`` (or None) for ``image_size``, or ``"original"`` for each
+            mask's own resolution (maps are resized to every image's size). Recorded with every
+            result.
+        eval_resize: geometry of evaluation images and masks: ``squash`` (the method's: resize
+            the whole image, no crop) or ``center_crop`` (central square, then resize).
         val_datasets: evaluated during fit (often empty: the recipe keeps the last checkpoint).
         test_datasets: evaluated by ``test``; also used by ``predict``.
         train_length: virtual epoch length of the online set and of a mix (a single on-disk
@@ -65,7 +73,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 16,
         num_workers: int = 4,
-        eval_mask_size: int | None = 256,
+        eval_mask_size: int | Literal["input", "original"] | None = 256,
+        eval_resize: Resize = "squash",
         val_datasets: Sequence[EvalDataset] = (),
         test_datasets: Sequence[EvalDataset] = (),
         train_length: int = 100_000,
@@ -83,14 +92,21 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        if isinstance(eval_mask_size, str) and eval_mask_size not in ("input", "original"):
+            raise ValueError(
+                f"data.eval_mask_size must be a size in pixels, 'input' or 'original', "
+                f"got {eval_mask_size!r}"
+            )
         self.eval_mask_size = eval_mask_size
+        self.eval_resize: Resize = eval_resize
         self.val_datasets = list(val_datasets)
         self.test_datasets = list(test_datasets)
         self.train_length = train_length
         self.seed = seed
         for ds in (*self.val_datasets, *self.test_datasets):
             ds.image_size = image_size
-            ds.mask_size = eval_mask_size or image_size
+            ds.mask_size = "original" if eval_mask_size == "original" else self.eval_resolution
+            ds.resize = eval_resize
         self.train_dataset: Dataset[Sample] | None = None
 
     def setup(self, stage: str) -> None:
@@ -132,6 +148,15 @@ class AnomalyDataModule(pl.LightningDataModule):
             return sources[0]
         return MixedAnomalyDataset(sources, self.source_weights, self.train_length, self.seed)
 
+    @property
+    def eval_resolution(self) -> int | Literal["original"]:
+        """The resolution of pixel metrics: a square size, or ``"original"``."""
+        if self.eval_mask_size == "original":
+            return "original"
+        if self.eval_mask_size in (None, "input"):
+            return self.image_size
+        return int(self.eval_mask_size)
+
     def eval_datasets(self, stage: str) -> list[EvalDataset]:
         """Datasets evaluated in ``stage`` (validate uses val, test and predict use test)."""
         return self.val_datasets if stage in ("fit", "validate") else self.test_datasets
@@ -155,11 +180,25 @@ class AnomalyDataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(self.train_dataset), self.seed)  # type: ignore[arg-type]
         return self._loader(self.train_dataset, self.batch_size, shuffle=True, sampler=sampler)
 
+    def _eval_loader(self, ds: EvalDataset) -> DataLoader:
+        # Under DDP each rank gets a disjoint, unpadded share, so no sample is counted twice.
+        world = distributed_world()
+        sampler = None if world is None else ShardedEvalSampler(ds, *world)
+        return DataLoader(
+            ds,
+            batch_size=self.eval_batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_eval,
+        )
+
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self.eval_batch_size, False) for d in self.val_datasets]
+        return [self._eval_loader(d) for d in self.val_datasets]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self.eval_batch_size, False) for d in self.test_datasets]
+        return [self._eval_loader(d) for d in self.test_datasets]
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
