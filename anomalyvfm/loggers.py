@@ -45,6 +45,9 @@ class WandbLogger(_LightningWandbLogger):
     ):
         if offline is None:
             offline = "WANDB_MODE" not in os.environ and not wandb_credentials_present()
+        # Absolute, because W&B's service process (shared by every run of a Python process) may
+        # have started in another working directory and resolves relative paths against it.
+        save_dir = str(Path(save_dir).expanduser().resolve())
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         kwargs["save_dir"] = save_dir
         if not offline:

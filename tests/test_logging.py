@@ -49,6 +49,9 @@ def test_default_loggers_write_an_offline_wandb_run_and_csv(no_wandb_credentials
     )
     names = sorted(type(lg).__name__ for lg in cli.trainer.loggers)
     assert names == ["CSVLogger", "WandbLogger"]
+    import wandb
+
+    wandb.finish()  # the run stays open after fit; finishing flushes its files (as at exit)
     runs = list((tmp / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     rows = list(csv.DictReader(next((tmp / "runs").rglob("metrics.csv")).open()))

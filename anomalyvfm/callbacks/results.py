@@ -1,70 +1,326 @@
-"""Writes evaluation results as a JSON file and prints them as a table."""
+"""Evaluation results as files and tables: CSV, markdown, summary JSON and W&B tables.
+
+After ``test`` the task holds ``results`` (``{dataset: {category: {metric: value}}}``, NaN where a
+metric is undefined), the per-dataset and overall means, the image counts and the evaluation
+protocol. :class:`ResultsWriter` turns them into:
+
+* ``<stem>_categories.csv``: one row per category with every metric (fractions, empty when
+  undefined), ``n_images`` and one column per protocol field;
+* ``<stem>_datasets.md``: the BENCHMARKS.md table (one row per dataset, a bold mean row, values in
+  %) under a line stating the protocol;
+* ``<stem>_categories.md``: the same columns per category;
+* the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
+  overall mean and the ``extra`` fields);
+* with a W&B logger: two ``wandb.Table``s, the headline means in the run summary
+  (``test/mean/<metric>``) and the protocol in the run config.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from anomalyvfm.metrics.evaluator import METRIC_NAMES, mean_over
+from anomalyvfm.metrics.evaluator import ALL_METRIC_NAMES, mean_over
+
+Results = dict[str, dict[str, dict[str, float]]]
+
+# Column order and headers of BENCHMARKS.md; AUPIMO (opt-in) is appended when computed.
+HEADERS = {
+    "image_AUROC": "I-AUROC",
+    "image_F1max": "I-F1max",
+    "image_AP": "I-AP",
+    "pixel_AUROC": "P-AUROC",
+    "pixel_F1max": "P-F1max",
+    "pixel_AP": "P-AP",
+    "pixel_AUPRO": "AUPRO",
+}
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation produced, in the shape the writers need.
+
+    Attributes:
+        results: ``{dataset: {category: {metric: value}}}``; NaN or absent = undefined.
+        dataset_means: ``{dataset: {metric: mean over categories}}``.
+        overall_mean: ``{metric: mean over datasets}``.
+        counts: ``{dataset: {category: number of images}}``.
+        protocol: evaluation protocol (resolution, mean filter, resize, metric mode, ...).
+    """
+
+    results: Results
+    dataset_means: dict[str, dict[str, float]] = field(default_factory=dict)
+    overall_mean: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Means follow the method's protocol (categories, then datasets, NaN ignored) when the
+        # task did not provide them.
+        self.dataset_means = {
+            name: self.dataset_means.get(name) or mean_over(res)
+            for name, res in self.results.items()
+        }
+        self.overall_mean = self.overall_mean or mean_over(self.dataset_means)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metric names present in any category, in the canonical order."""
+        seen = {m for res in self.results.values() for vals in res.values() for m in vals}
+        return [m for m in ALL_METRIC_NAMES if m in seen]
+
+    @classmethod
+    def from_module(cls, trainer: pl.Trainer, pl_module: pl.LightningModule) -> EvalReport:
+        """Reads the task's results; older tasks without means or protocol still work."""
+        protocol = dict(getattr(pl_module, "eval_protocol", None) or {})
+        if not protocol:
+            datamodule = getattr(trainer, "datamodule", None)
+            hparams = getattr(pl_module, "hparams", {})
+            protocol = {
+                "resolution": getattr(datamodule, "eval_resolution", None),
+                "image_size": getattr(datamodule, "image_size", hparams.get("image_size")),
+                "resize": getattr(datamodule, "eval_resize", None),
+                "mean_filter_size": hparams.get("mean_filter_size"),
+                "metric_mode": hparams.get("metric_mode"),
+                "fpr_limit": hparams.get("fpr_limit"),
+            }
+        return cls(
+            results=dict(getattr(pl_module, "results", None) or {}),
+            dataset_means=dict(getattr(pl_module, "dataset_means", None) or {}),
+            overall_mean=dict(getattr(pl_module, "overall_mean", None) or {}),
+            counts=dict(getattr(pl_module, "eval_counts", None) or {}),
+            protocol=protocol,
+        )
 
 
 class ResultsWriter(pl.Callback):
-    """After ``test``: per-category, per-dataset and mean metrics to JSON, and a printed table.
+    """After ``test``: result files (CSV, markdown, JSON), a printed table and W&B tables.
 
     Args:
-        path: JSON file to write (folders are created).
+        path: summary JSON file to write (folders are created).
         extra: extra fields recorded in the JSON (e.g. which backbone the demo used).
+        output_dir: folder of the CSV and markdown files; the folder of ``path`` when None.
+            Their names start with the stem of ``path`` (``results_categories.csv``, ...).
+        display_names: names of datasets in the markdown tables (e.g. ``{"mvtec_ad": "MVTec
+            AD"}``); others appear under their dataset name.
+        log_wandb: log tables and summary values to every W&B logger of the trainer.
     """
 
-    def __init__(self, path: str = "results.json", extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str = "results.json",
+        extra: dict[str, Any] | None = None,
+        output_dir: str | None = None,
+        display_names: dict[str, str] | None = None,
+        log_wandb: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.extra = dict(extra or {})
+        self.output_dir = self.path.parent if output_dir is None else Path(output_dir)
+        self.display_names = dict(display_names or {})
+        self.log_wandb = log_wandb
+        self.written: dict[str, Path] = {}
 
     @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        results: dict[str, dict[str, dict[str, float]]] = getattr(pl_module, "results", {})
-        datamodule = getattr(trainer, "datamodule", None)
-        payload = {
-            **self.extra,
-            "eval_resolution": getattr(datamodule, "eval_mask_size", None)
-            or getattr(datamodule, "image_size", None),
-            "image_size": getattr(datamodule, "image_size", None),
-            "datasets": {
-                name: {"categories": res, "mean": mean_over(res)} for name, res in results.items()
-            },
-            "mean": mean_over({n: mean_over(r) for n, r in results.items()}),
+        report = EvalReport.from_module(trainer, pl_module)
+        self.written = self.write(report)
+        print(dataset_table(report, self.display_names))
+        print("results written to " + ", ".join(str(p) for p in self.written.values()))
+        if self.log_wandb:
+            log_to_wandb(trainer, report)
+
+    def write(self, report: EvalReport) -> dict[str, Path]:
+        """Writes every file; returns their paths by kind."""
+        stem = self.path.stem
+        paths = {
+            "categories_csv": self.output_dir / f"{stem}_categories.csv",
+            "datasets_md": self.output_dir / f"{stem}_datasets.md",
+            "categories_md": self.output_dir / f"{stem}_categories.md",
+            "summary_json": self.path,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(_finite(payload), indent=2) + "\n")
-        print(format_table(results))
-        print(f"results written to {self.path}")
+        for path in paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        columns, rows = category_rows(report)
+        with paths["categories_csv"].open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows([["" if _undefined(v) else v for v in row] for row in rows])
+        head = protocol_line(report.protocol) + "\n\n"
+        paths["datasets_md"].write_text(head + dataset_table(report, self.display_names) + "\n")
+        paths["categories_md"].write_text(head + category_table(report, self.display_names) + "\n")
+        payload = summary(report, self.extra)
+        payload["files"] = {k: str(p) for k, p in paths.items() if k != "summary_json"}
+        paths["summary_json"].write_text(json.dumps(_finite(payload), indent=2) + "\n")
+        return paths
 
 
-def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown table: one row per category, then the dataset mean, metrics in %."""
-    head = "| dataset | category | " + " | ".join(METRIC_NAMES) + " |"
-    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 2)]
-    for name, res in results.items():
-        rows = [*res.items(), ("**mean**", mean_over(res))]
-        for category, values in rows:
-            cells = [_pct(values.get(m, math.nan)) for m in METRIC_NAMES]
-            lines.append(f"| {name} | {category} | " + " | ".join(cells) + " |")
+def protocol_line(protocol: dict[str, Any]) -> str:
+    """One sentence stating the evaluation protocol (resolution, filter, resize, metric mode)."""
+    res, size = protocol.get("resolution", protocol.get("mask_size")), protocol.get("image_size")
+    if res == "original":
+        where = "each mask's original size"
+    elif res in (None, "input"):
+        where = f"the input size ({size}x{size})" if size else "an unrecorded resolution"
+    else:
+        where = f"{res}x{res}"
+    k = protocol.get("mean_filter_size")
+    parts = [
+        f"pixel metrics at {where}",
+        f"{k}x{k} mean filter" if k and int(k) > 1 else "no mean filter",
+        f"{protocol.get('resize', 'squash')} resize",
+        f"{protocol.get('metric_mode', 'exact')} metrics",
+    ]
+    if size:
+        parts.append(f"model input {size}x{size}")
+    if protocol.get("fpr_limit") is not None:
+        parts.append(f"AUPRO up to FPR {protocol['fpr_limit']:g}")
+    return "Protocol: " + ", ".join(parts) + ". Values in %; means skip undefined values (-)."
+
+
+def table_metrics(report: EvalReport) -> list[str]:
+    """The BENCHMARKS.md columns, plus AUPIMO when it was computed."""
+    return [*HEADERS, *(["pixel_AUPIMO"] if "pixel_AUPIMO" in report.metrics else [])]
+
+
+def _header(metric: str, protocol: dict[str, Any]) -> str:
+    if metric == "pixel_AUPRO" and protocol.get("fpr_limit") is not None:
+        return f"AUPRO@{protocol['fpr_limit']:g}"
+    return HEADERS.get(metric, metric.removeprefix("pixel_"))
+
+
+def _markdown(
+    first: list[str],
+    rows: list[tuple[list[str], dict[str, float]]],
+    metrics: list[str],
+    proto: dict[str, Any],
+) -> str:
+    head = [*first, *(_header(m, proto) for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cells, values in rows:
+        lines.append("| " + " | ".join([*cells, *(_pct(values.get(m)) for m in metrics)]) + " |")
     return "\n".join(lines)
 
 
-def _pct(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.1f}"
+def dataset_table(report: EvalReport, display_names: dict[str, str] | None = None) -> str:
+    """BENCHMARKS.md shape: ``| dataset (#categories) | I-AUROC | ... |`` and a bold mean row."""
+    names = display_names or {}
+    metrics = table_metrics(report)
+    rows = [
+        ([f"{names.get(d, d)} ({len(res)})"], report.dataset_means[d])
+        for d, res in report.results.items()
+    ]
+    table = _markdown(["dataset (#categories)"], rows, metrics, report.protocol)
+    mean = [f"**{_pct(report.overall_mean.get(m))}**" for m in metrics]
+    label = f"**mean of {len(report.results)}**"
+    return table + "\n| " + " | ".join([label, *mean]) + " |"
+
+
+def category_table(report: EvalReport, display_names: dict[str, str] | None = None) -> str:
+    """One row per category (with its image count), then each dataset's mean in bold."""
+    names = display_names or {}
+    rows: list[tuple[list[str], dict[str, float]]] = []
+    for d, res in report.results.items():
+        counts = report.counts.get(d, {})
+        for category, values in res.items():
+            rows.append(([names.get(d, d), category, str(counts.get(category, "-"))], values))
+        total = str(sum(counts.values()) or "-")
+        rows.append(([names.get(d, d), "**mean**", total], report.dataset_means[d]))
+    first = ["dataset", "category", "images"]
+    return _markdown(first, rows, table_metrics(report), report.protocol)
+
+
+def category_rows(report: EvalReport) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the per-category CSV / W&B table (fractions; NaN where undefined)."""
+    metrics, proto = report.metrics, [_scalar(v) for v in report.protocol.values()]
+    columns = ["dataset", "category", *metrics, "n_images", *report.protocol]
+    rows = [
+        [d, c, *(vals.get(m, math.nan) for m in metrics), report.counts.get(d, {}).get(c), *proto]
+        for d, res in report.results.items()
+        for c, vals in res.items()
+    ]
+    return columns, rows
+
+
+def dataset_rows(report: EvalReport) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the per-dataset W&B table, the overall mean last (``mean``)."""
+    metrics = report.metrics
+    rows: list[list[Any]] = [
+        [d, len(res), *(report.dataset_means[d].get(m, math.nan) for m in metrics)]
+        for d, res in report.results.items()
+    ]
+    rows.append(
+        ["mean", len(report.results), *(report.overall_mean.get(m, math.nan) for m in metrics)]
+    )
+    return ["dataset", "n_categories", *metrics], rows
+
+
+def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary JSON's content (NaN kept; :func:`_finite` turns it into null)."""
+    return {
+        **(extra or {}),
+        "protocol": report.protocol,
+        "eval_resolution": report.protocol.get("resolution"),
+        "image_size": report.protocol.get("image_size"),
+        "datasets": {
+            d: {
+                "categories": res,
+                "mean": report.dataset_means[d],
+                "num_images": report.counts.get(d, {}),
+            }
+            for d, res in report.results.items()
+        },
+        "mean": report.overall_mean,
+        "num_datasets": len(report.results),
+    }
+
+
+def log_to_wandb(trainer: pl.Trainer, report: EvalReport) -> None:
+    """Tables, headline means (run summary) and protocol (run config) to each W&B logger."""
+    loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+    if not loggers or not report.results:
+        return
+    tables = {"test/results/categories": category_rows(report)}
+    tables["test/results/datasets"] = dataset_rows(report)
+    for logger in loggers:
+        for key, (columns, rows) in tables.items():
+            data = [[None if _undefined(v) else v for v in row] for row in rows]
+            logger.log_table(key=key, columns=columns, data=data)
+        run = logger.experiment
+        for metric, value in report.overall_mean.items():
+            run.summary[f"test/mean/{metric}"] = value
+        run.config.update({"eval_protocol": _finite(report.protocol)}, allow_val_change=True)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _undefined(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _scalar(value: Any) -> Any:
+    """Protocol values as CSV/table cells: scalars as they are, anything else as JSON text."""
+    return (
+        value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value)
+    )
 
 
 def _finite(tree: Any) -> Any:
     """JSON has no NaN: undefined metrics become null."""
     if isinstance(tree, dict):
         return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_finite(v) for v in tree]
     if isinstance(tree, float) and math.isnan(tree):
         return None
     return tree
