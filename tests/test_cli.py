@@ -54,19 +54,53 @@ def test_experiment_configs_resolve(config: Path, capsys: pytest.CaptureFixture[
     )
 
 
-def test_eval_suite_config_composes(capsys: pytest.CaptureFixture[str]) -> None:
+SUITES = {
+    "industrial": [
+        "MVTecAD",
+        "VisA",
+        "RealIAD",
+        "MPDD",
+        "BTAD",
+        "KSDD",
+        "KSDD2",
+        "DAGM",
+        "DTDSynthetic",
+    ],
+    "medical": [
+        "HeadCT",
+        "BrainMRI",
+        "Br35H",
+        "ISIC",
+        "CVCClinicDB",
+        "CVCColonDB",
+        "Kvasir",
+        "Endo",
+        "TN3K",
+    ],
+    "shared_data": ["MTD", "MPDD", "HeadCT"],
+}
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_eval_suite_config_composes(suite: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         run(
             "test",
             "--config",
             str(EXPERIMENTS[0]),
             "--config",
-            str(REPO / "experiments/configs/eval/industrial.yaml"),
+            str(REPO / f"experiments/configs/eval/{suite}.yaml"),
+            "--config",
+            str(REPO / "experiments/configs/eval/reference_protocol.yaml"),
             "--print_config",
         )
     printed = yaml.safe_load(capsys.readouterr().out)
     names = [d["class_path"] for d in printed["data"]["init_args"]["test_datasets"]]
-    assert names == ["anomalyvfm.data.MVTecAD", "anomalyvfm.data.MPDD"]
+    assert names == [f"anomalyvfm.data.{n}" for n in SUITES[suite]]
+    callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in printed["trainer"]["callbacks"]]
+    assert callbacks == ["ResultsWriter", "WorstBestGrid"]
+    assert printed["data"]["init_args"]["eval_mask_size"] == 96
+    assert printed["model"]["init_args"]["metric_mode"] == "reference_binned"
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -177,7 +211,15 @@ def test_checkpoint_keeps_only_trained_weights_and_reloads(tmp_path, normal_dir,
     cats = payload["datasets"]["mvtec_ad"]["categories"]
     assert set(cats) == {"bottle", "tile"}
     for values in cats.values():
-        assert set(values) == {"image_AUROC", "pixel_AUROC", "pixel_AUPRO"}
+        assert set(values) == {
+            "image_AUROC",
+            "image_AP",
+            "image_F1max",
+            "pixel_AUROC",
+            "pixel_AP",
+            "pixel_F1max",
+            "pixel_AUPRO",
+        }
         assert all(0.0 <= v <= 1.0 for v in values.values())
     assert payload["eval_resolution"] == 28
     logged = test.trainer.callback_metrics
