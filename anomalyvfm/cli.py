@@ -18,7 +18,8 @@ import anomalyvfm.callbacks  # noqa: F401
 import anomalyvfm.data  # noqa: F401
 import anomalyvfm.tasks  # noqa: F401
 import data_synthesis  # noqa: F401
-from anomalyvfm.loggers import WandbLogger
+from anomalyvfm.callbacks import WandbSummary
+from anomalyvfm.loggers import WandbLogger, describe_model_to_loggers
 
 
 class SaveConfigToRun(SaveConfigCallback):
@@ -58,6 +59,12 @@ class AnomalyVFMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.init_args.image_size", "model.init_args.image_size")
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # W&B fixes a run's group when the run starts, which Lightning does before any callback
+        # runs; so the loggers learn the model here (group = backbone, tags, summary).
+        describe_model_to_loggers(self.trainer.loggers, self.model)
+
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "default_root_dir": "runs",
@@ -65,6 +72,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
         {"class_path": "anomalyvfm.loggers.WandbLogger", "init_args": {"project": "anomalyvfm"}},
     ],
+    # Persistent: added to every run, whatever callbacks the config lists.
+    "callbacks": [WandbSummary()],
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -31,6 +31,9 @@ class AnomalyDataModule(pl.LightningDataModule):
     ``train/bad``, ``ground_truth/bad``). Several sources are mixed by ``source_weights``.
     Training indices never repeat across epochs (:class:`EpochSampler`) and every sample is a
     pure function of (seed, index), so no two workers, ranks or epochs draw the same sample.
+    Under DDP every rank gets a disjoint share of each epoch. Checkpoints record the data
+    position (:meth:`state_dict`), so a resumed run continues the sample order exactly
+    (same world size, ``batch_size`` and ``seed`` required).
 
     Args:
         normal_dir: folder of normal images for online anomaly synthesis.
@@ -44,7 +47,9 @@ class AnomalyDataModule(pl.LightningDataModule):
             reported in a warning.
         anomaly_ratio: fraction of anomalous training samples (0.5).
         image_size: square model input size (768 for patch-16, 672 for patch-14 backbones).
-        batch_size: training micro-batch per device (reference 8, with 4 accumulation steps).
+        batch_size: training micro-batch per device (reference 8, with 4 accumulation steps;
+            the :class:`~anomalyvfm.callbacks.EffectiveBatchSize` callback keeps the effective
+            batch fixed on any number of devices).
         eval_batch_size: evaluation batch per device.
         num_workers: DataLoader workers.
         eval_mask_size: resolution of pixel metrics: a square size in pixels (the reference
@@ -108,6 +113,8 @@ class AnomalyDataModule(pl.LightningDataModule):
             ds.mask_size = "original" if eval_mask_size == "original" else self.eval_resolution
             ds.resize = eval_resize
         self.train_dataset: Dataset[Sample] | None = None
+        self.train_sampler: EpochSampler | None = None
+        self._resume: dict[str, Any] | None = None
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_dataset is None:
@@ -177,8 +184,52 @@ class AnomalyDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None
-        sampler = EpochSampler(len(self.train_dataset), self.seed)  # type: ignore[arg-type]
+        # Each rank takes its own disjoint share of every epoch (see EpochSampler).
+        world, rank = distributed_world() or (1, 0)
+        sampler = EpochSampler(len(self.train_dataset), self.seed, world, rank)  # type: ignore[arg-type]
+        if self._resume is not None:
+            self._check_resume(world)
+            sampler.resume(int(self._resume["epoch"]), int(self._resume["position"]))
+            self._resume = None
+        self.train_sampler = sampler
         return self._loader(self.train_dataset, self.batch_size, shuffle=True, sampler=sampler)
+
+    # -- resuming: the training data continues where the checkpoint left it -------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position of the training data: the sampler's epoch and this rank's consumed samples.
+
+        Lightning stores this in every checkpoint and, on resume, hands it back to
+        :meth:`load_state_dict` before it asks for the training loader. The position is taken
+        from the fit loop's count of processed batches, not from the loader (which runs ahead
+        by its prefetch).
+        """
+        trainer = self.trainer
+        if self.train_sampler is None or trainer is None:
+            return {}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
+        return {
+            "epoch": self.train_sampler.epoch,
+            "position": batches * self.batch_size,
+            "world_size": self.train_sampler.num_replicas,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Makes the next training loader continue from a checkpoint's data position."""
+        self._resume = dict(state_dict) if state_dict else None
+
+    def _check_resume(self, world: int) -> None:
+        assert self._resume is not None
+        saved = (self._resume["world_size"], self._resume["batch_size"], self._resume["seed"])
+        if saved != (world, self.batch_size, self.seed):
+            raise ValueError(
+                "the checkpoint's training data position was written with world size "
+                f"{saved[0]}, data.batch_size {saved[1]} and data.seed {saved[2]}; this run has "
+                f"{world}, {self.batch_size} and {self.seed}. Resume with the same device and "
+                "node count and data options, or start a new run from the checkpoint's weights."
+            )
 
     def _eval_loader(self, ds: EvalDataset) -> DataLoader:
         # Under DDP each rank gets a disjoint, unpadded share, so no sample is counted twice.

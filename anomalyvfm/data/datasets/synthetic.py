@@ -2,8 +2,8 @@
 
 Every training set here is indexed by any non-negative integer, and sample ``i`` is a pure
 function of (seed, i). :class:`EpochSampler` gives epoch ``e`` the indices
-``e * length .. (e + 1) * length - 1``, so no index, hence no random draw, repeats across epochs,
-workers or ranks (a distributed sampler splits one epoch's indices between ranks).
+``e * length .. (e + 1) * length - 1``, split without overlap between ranks, so no index, hence no
+random draw, repeats across epochs, workers or ranks; it can resume mid-epoch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
@@ -122,6 +122,7 @@ class OnlineAnomalyDataset(Dataset[Sample]):
             dataset="synthetic",
             category="train",
             has_mask=torch.tensor(True),
+            index=torch.tensor(index, dtype=torch.long),
         )
 
     def preview_triple(self, index: int) -> Triple:
@@ -176,7 +177,8 @@ class MixedAnomalyDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         source, item = self._locate(index)
-        return source[item]
+        # Every sample of a mix carries the mix's index, so batches of mixed sources collate.
+        return {**source[item], "index": torch.tensor(index, dtype=torch.long)}  # type: ignore[typeddict-item]
 
     def preview_triple(self, index: int) -> Triple:
         """(normal, anomalous, mask) from the source this index picks; see the sources."""
@@ -184,33 +186,68 @@ class MixedAnomalyDataset(Dataset[Sample]):
         return source.preview_triple(item)  # type: ignore[attr-defined]
 
 
-class EpochSampler(Sampler[int]):
-    """Shuffled indices that never repeat across epochs: epoch ``e`` yields a permutation
-    (seeded by (seed, e)) of ``e * length .. (e + 1) * length - 1``.
+class EpochSampler(DistributedSampler):
+    """Shuffled indices that never repeat across epochs or ranks, resumable mid-epoch.
 
-    Lightning calls :meth:`set_epoch` each epoch (also through its distributed wrapper, which
-    then splits the indices between ranks).
+    Epoch ``e`` permutes (seeded by (seed, e)) the indices ``e * length .. (e + 1) * length - 1``;
+    rank ``r`` of ``num_replicas`` takes every ``num_replicas``-th of them from position ``r``,
+    cut to ``length // num_replicas`` so that all ranks run the same number of batches. Nothing
+    is padded (torch's :class:`DistributedSampler` pads by repeating indices, which would give two
+    ranks the same sample); at most ``num_replicas - 1`` indices per epoch go unused.
+
+    It subclasses :class:`DistributedSampler` only so that Lightning keeps it instead of wrapping
+    it; it never reads the process group itself (the datamodule passes world size and rank).
 
     Args:
-        length: indices per epoch.
+        length: indices per epoch (all ranks together).
         seed: seed of the permutation.
+        num_replicas: number of ranks (world size).
+        rank: this process's rank.
     """
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        if length < 1:
-            raise ValueError(f"EpochSampler needs a positive length, got {length}")
+    def __init__(self, length: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        if length < num_replicas or num_replicas < 1:
+            raise ValueError(
+                f"EpochSampler needs at least one index per rank: length {length}, "
+                f"{num_replicas} ranks (raise data.train_length)"
+            )
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"EpochSampler rank {rank} is outside 0..{num_replicas - 1}")
+        # DistributedSampler.__init__ is skipped on purpose: it would query the process group.
         self.length = length
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
+        self.shuffle, self.drop_last = True, True
+        self.num_samples = length // num_replicas
+        self.total_size = self.num_samples * num_replicas
+        self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose indices the next iteration yields."""
+        """Select the epoch whose indices the next iteration yields (from its start, unless
+        :meth:`resume` set a position in this very epoch)."""
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
+    def resume(self, epoch: int, position: int) -> None:
+        """Continue ``epoch`` after this rank's first ``position`` indices (next iteration only).
+
+        A position at or past the end of the epoch continues with the next epoch.
+        """
+        epoch += position // self.num_samples
+        self.epoch, self.start = epoch, position % self.num_samples
+
+    def indices(self, epoch: int) -> list[int]:
+        """This rank's indices of ``epoch``, in order, from the epoch's start."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.length)
+        mine = order[self.rank : self.total_size : self.num_replicas]
+        return (epoch * self.length + mine).tolist()
+
     def __len__(self) -> int:
-        return self.length
+        return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-        offset = self.epoch * self.length
-        return iter((offset + order).tolist())
+        start, self.start = self.start, 0
+        return iter(self.indices(self.epoch)[start:])
