@@ -27,18 +27,8 @@ from typing import Any
 
 import yaml
 
-# Column order and headers of BENCHMARKS.md, as in anomalyvfm.callbacks.results.HEADERS (a test
-# keeps them equal); copied because importing that module pulls in Lightning, which made this
-# small command take seconds to start.
-HEADERS = {
-    "image_AUROC": "I-AUROC",
-    "image_F1max": "I-F1max",
-    "image_AP": "I-AP",
-    "pixel_AUROC": "P-AUROC",
-    "pixel_F1max": "P-F1max",
-    "pixel_AP": "P-AP",
-    "pixel_AUPRO": "AUPRO",
-}
+from anomalyvfm.metric_names import HEADERS
+
 # Canonical metric order (the BENCHMARKS.md columns, then opt-in ones).
 METRICS = [*HEADERS, "pixel_AUPIMO"]
 

@@ -28,20 +28,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from anomalyvfm.metrics.evaluator import ALL_METRIC_NAMES, mean_over
+from anomalyvfm.metric_names import ALL_METRIC_NAMES, HEADERS
+from anomalyvfm.metrics.evaluator import mean_over
 
 Results = dict[str, dict[str, dict[str, float]]]
-
-# Column order and headers of BENCHMARKS.md; AUPIMO (opt-in) is appended when computed.
-HEADERS = {
-    "image_AUROC": "I-AUROC",
-    "image_F1max": "I-F1max",
-    "image_AP": "I-AP",
-    "pixel_AUROC": "P-AUROC",
-    "pixel_F1max": "P-F1max",
-    "pixel_AP": "P-AP",
-    "pixel_AUPRO": "AUPRO",
-}
 
 
 @dataclass

@@ -17,13 +17,22 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from anomalyvfm.metric_names import (
+    ALL_METRIC_NAMES,
+    IMAGE_METRICS,
+    METRIC_NAMES,
+    PIXEL_METRICS,
+)
 from anomalyvfm.metrics.compat import MetricMode, metric_functions
 
-IMAGE_METRICS = ("image_AUROC", "image_AP", "image_F1max")
-PIXEL_METRICS = ("pixel_AUROC", "pixel_AP", "pixel_F1max", "pixel_AUPRO")
-METRIC_NAMES = (*IMAGE_METRICS, *PIXEL_METRICS)
-OPTIONAL_METRICS = ("pixel_AUPIMO",)
-ALL_METRIC_NAMES = (*METRIC_NAMES, *OPTIONAL_METRICS)
+__all__ = [
+    "ALL_METRIC_NAMES",
+    "IMAGE_METRICS",
+    "METRIC_NAMES",
+    "PIXEL_METRICS",
+    "AnomalyEvaluator",
+    "mean_over",
+]
 
 MetricName = Literal[
     "image_AUROC",
