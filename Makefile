@@ -7,8 +7,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The speed benchmark's default: the RADIO paper config shrunk to a CPU-sized model of the same
+# architecture. On a GPU, at full size (see experiments/benchmarks/RESULTS.md):
+#   make bench BENCH_ARGS="--config experiments/configs/anomalyvfm_radio.yaml --infer-batch 32 ..."
+SHARED ?= ../shared/data
+BENCH_ARGS ?= --config experiments/configs/anomalyvfm_radio.yaml \
+	--config experiments/benchmarks/tiny_overlay.yaml --normal-dir $(SHARED)/dtd \
+	--eval-config experiments/configs/eval/shared_data.yaml --eval-batches 4
 
-.PHONY: help setup lint format test test-slow demo clean
+.PHONY: help setup lint format test test-slow demo bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +46,9 @@ test-slow: $(STAMP)  ## Only the tests marked slow.
 
 demo: $(STAMP)  ## Build demo data, train, evaluate zero-shot; results in demo_output/.
 	$(PY) -m anomalyvfm.demo --out demo_output
+
+bench: $(STAMP)  ## Training/inference speed: reference fp32 eager vs our defaults, same run.
+	$(PY) -m anomalyvfm.bench $(BENCH_ARGS)
 
 clean:  ## Remove run outputs (keeps .venv).
 	rm -rf runs demo_output wandb lightning_logs .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "no_confidence": {MODEL + "loss.confidence": False},
     "no_clip": {MODEL + "loss.clip_low": 0.0, MODEL + "loss.clip_high": 1.0},
     "two_upblocks": {MODEL + "decoder.num_up_blocks": 2},
+    "reference_fp32": {
+        "trainer.precision": "32-true",
+        MODEL + "compile": "never",
+        MODEL + "decoder.channels_last": False,
+    },
 }
 KEEP_GENERATOR = {"generators_noise_only": 0, "generators_cutpaste_only": 1}
 

@@ -44,6 +44,9 @@ class BackboneConfig:
         norm: apply the model's final norm to intermediate patch tokens.
         model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``,
             ``embed_dim``, ``num_heads`` to build a tiny model of the same architecture).
+        grad_checkpointing: recompute each block's activations in the backward pass instead of
+            keeping them (timm's activation checkpointing): about a third more backbone compute
+            for a much smaller activation memory, i.e. larger micro-batches.
     """
 
     name: str = "vit_large_patch16_radio_v3.c_radio"
@@ -53,6 +56,7 @@ class BackboneConfig:
     summary: SummaryKind = "auto"
     norm: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    grad_checkpointing: bool = False
 
 
 class BackboneOutput(NamedTuple):
@@ -82,6 +86,13 @@ class Backbone(nn.Module):
         # Any: timm models expose family-specific methods (forward_intermediates, ...).
         model: Any = create_timm_model(config, img_size)
         self.model = model
+        if config.grad_checkpointing:
+            if not hasattr(model, "set_grad_checkpointing"):
+                raise ValueError(
+                    f"backbone.grad_checkpointing=true but {config.name} does not support "
+                    "activation checkpointing (no set_grad_checkpointing in timm)"
+                )
+            model.set_grad_checkpointing(True)
         self.is_vit = hasattr(model, "forward_intermediates") and hasattr(model, "patch_embed")
         cfg = model.pretrained_cfg
         mean = cfg.get("mean", (0.485, 0.456, 0.406))

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 
@@ -17,11 +18,14 @@ class DecoderConfig:
         num_up_blocks: x2 upsampling blocks after the bottleneck (reference code 1, paper 2).
         width: channel width of the bottleneck; ``None`` uses the backbone feature width D.
         num_groups: GroupNorm groups (reference 32); reduced to a divisor of narrow layers.
+        channels_last: run the convolutions in channels-last memory format (NHWC), the layout
+            tensor cores and cuDNN's fused kernels want; same numbers up to float rounding.
     """
 
     num_up_blocks: int = 1
     width: int | None = None
     num_groups: int = 32
+    channels_last: bool = True
 
 
 class DecoderOutput(NamedTuple):
@@ -71,7 +75,12 @@ class Decoder(nn.Module):
         self.anomaly_head = nn.Conv2d(width, 1, 1)
         self.confidence_head = nn.Conv2d(width, 1, 1)
         self.upscale = 2**config.num_up_blocks
+        self.channels_last = config.channels_last
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, features: Tensor) -> DecoderOutput:
+        if self.channels_last:
+            features = features.contiguous(memory_format=torch.channels_last)
         x = self.up_blocks(self.bottleneck(features))
         return DecoderOutput(self.anomaly_head(x), self.confidence_head(x))

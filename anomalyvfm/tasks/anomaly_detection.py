@@ -25,6 +25,7 @@ from anomalyvfm.models.decoder import DecoderConfig
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
 def _as_config(cls: type[C], value: C | dict[str, Any] | None) -> C:
@@ -64,6 +65,10 @@ class AnomalyVFM(pl.LightningModule):
             (add ``pixel_AUPIMO`` to opt in).
         metrics_on_cpu: keep the evaluation states (all maps) in host memory rather than on the
             accelerator; for large sets at full resolution.
+        compile: ``torch.compile`` the backbone, decoder and loss: ``never``, ``cuda`` (only when
+            training or evaluating on a CUDA device; the full-size configs' choice) or
+            ``always`` (CPU too, which needs a C++ compiler). Same numbers up to float rounding.
+        compile_mode: ``torch.compile`` mode (``default``, ``max-autotune``, ...).
     """
 
     def __init__(
@@ -85,6 +90,8 @@ class AnomalyVFM(pl.LightningModule):
         metric_mode: MetricMode = "exact",
         eval_metrics: list[MetricName] | None = None,
         metrics_on_cpu: bool = False,
+        compile: Literal["never", "cuda", "always"] = "never",
+        compile_mode: CompileMode = "default",
     ) -> None:
         super().__init__()
         self.backbone_config = _as_config(BackboneConfig, backbone)
@@ -109,6 +116,7 @@ class AnomalyVFM(pl.LightningModule):
         self.overall_mean: dict[str, float] = {}
         self.eval_counts: dict[str, dict[str, int]] = {}
         self.eval_protocol: dict[str, Any] = {}
+        self.compiled = False
 
     def configure_models(self) -> None:
         """Builds the pure-torch model."""
@@ -154,6 +162,23 @@ class AnomalyVFM(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.configure_metrics(stage)
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        self.compile_modules(device)
+
+    def compile_modules(self, device: torch.device) -> bool:
+        """Compiles backbone, decoder and loss in place when ``compile`` asks for ``device``.
+
+        Each part is compiled on its own (``nn.Module.compile``, so state-dict keys do not
+        change), which keeps the parts separately measurable. Returns whether they are compiled.
+        """
+        mode = self.hparams["compile"]
+        if self.compiled or mode == "never" or (mode == "cuda" and device.type != "cuda"):
+            return self.compiled
+        options = {"mode": self.hparams["compile_mode"]}
+        for module in (self.model.backbone, self.model.decoder, self.criterion):
+            module.compile(**options)
+        self.compiled = True
+        return True
 
     def on_fit_start(self) -> None:
         report = self.model.parameter_report()
