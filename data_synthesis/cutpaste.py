@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image, color_jitter
-from data_synthesis.io import list_images, load_image, resize_image
+from data_synthesis.io import list_images, load_image
 from data_synthesis.perlin import sample_perlin_field
 
 MaskType = Literal["perlin", "box", "polygon"]
@@ -155,7 +155,7 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         if self._files is None:
             self._files = list_images(self.source_dir)
         path = self._files[int(rng.integers(len(self._files)))]
-        src = resize_image(load_image(path), (img.shape[0], img.shape[1]))
+        src = load_image(path, (img.shape[0], img.shape[1]))
         return src, {"source": "file", "source_file": path.relative_to(self.source_dir).as_posix()}
 
     def _frame(

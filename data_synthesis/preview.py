@@ -113,7 +113,7 @@ def online_samples(
     samples = []
     for i in range(num):
         rng = np.random.default_rng([seed, i])
-        normal = resize_image(load_image(files[int(rng.integers(len(files)))]), (size, size))
+        normal = load_image(files[int(rng.integers(len(files)))], (size, size))
         for _ in range(_RETRIES):
             anomaly = generator(normal, rng)
             if anomaly.mask.any():

@@ -306,3 +306,35 @@ def test_workers_ranks_and_epochs_never_repeat_a_sample(normal_dir: Path) -> Non
     again = online(normal_dir, seed=5, anomaly_ratio=1.0, length=16)
     assert again[21]["image"].numpy().tobytes() == ds[21]["image"].numpy().tobytes()
     assert torch.equal(again[21]["mask"], ds[21]["mask"])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "I;16"])
+def test_load_image_resized_matches_resizing_the_float_image(tmp_path: Path, mode: str) -> None:
+    """8-bit opaque images are resized in uint8 (fast path): within one grey level of the float
+    route; alpha and 16-bit images take the float route unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    from data_synthesis.io import load_image, resize_image
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((90, 120, 3)) * 255).astype(np.uint8)
+    if mode == "I;16":
+        img = Image.fromarray((rng.random((90, 120)) * 65535).astype(np.uint16))
+    else:
+        img = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else mode)
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    img.save(path)
+    for size in ((48, 64), (160, 200)):  # shrink and enlarge
+        fast = load_image(path, size)
+        slow = resize_image(load_image(path), size)
+        assert fast.shape == (*size, 3) and fast.dtype == np.float32
+        assert fast.min() >= 0.0 and fast.max() <= 1.0
+        diff = np.abs(fast - slow).max()
+        if mode in ("RGBA", "I;16"):
+            assert diff == 0.0
+        else:
+            assert diff <= 1.0 / 255 + 1e-6
+            # Rounding to the nearest level: half a level at most on average, and unbiased.
+            assert np.abs(fast - slow).mean() < 0.5 / 255
+            assert abs((fast - slow).mean()) < 0.1 / 255

@@ -90,7 +90,11 @@ def build(args: argparse.Namespace, recipe: str, eval_config: bool) -> Any:
     if eval_config and args.eval_config:
         cli_args.append(f"--config={args.eval_config}")
     cli_args += [f"--{s}" for s in args.set]
-    cli_args += ["--trainer.logger=false", "--trainer.callbacks=[]"]
+    cli_args += [
+        "--trainer.logger=false",
+        "--trainer.callbacks=[]",
+        "--trainer.enable_progress_bar=false",
+    ]
     cli_args.append(f"--model.init_args.backbone.pretrained={str(args.pretrained).lower()}")
     if args.normal_dir:
         cli_args.append(f"--data.init_args.normal_dir={args.normal_dir}")

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
 from data_synthesis.base import AnomalyGenerator
-from data_synthesis.io import list_images, load_image, resize_image
+from data_synthesis.io import list_images, load_image
 from data_synthesis.layout import CheckMode, readable_images
 
 # A (normal, anomalous, mask) triple of float32 arrays, as drawn by the preview contact sheet.
@@ -91,7 +91,7 @@ class OnlineAnomalyDataset(Dataset[Sample]):
         for _ in range(_RETRIES):
             path = self.files[int(rng.integers(len(self.files)))]
             try:
-                return resize_image(load_image(path), (self.image_size,) * 2), path
+                return load_image(path, (self.image_size,) * 2), path
             except (OSError, ValueError) as err:
                 if path not in self.read_failures:
                     self.read_failures.add(path)
