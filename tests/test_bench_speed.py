@@ -56,6 +56,7 @@ def test_benchmark_compares_reference_and_paper_config(
         assert r["train_tflop_per_image"] > 2 * r["infer_tflop_per_image"]  # backward ~ 2x fwd
         # One batch of 8 from each of MTD, MPDD and HeadCT.
         assert r["eval_images"] == 24 and r["eval_1725_vs_200_steps"] > 0
+        assert r["eval_compiled"] is False  # as `anomalyvfm test` runs by default
         assert r["train_peak_gib"] is None  # CPU: no accelerator memory to report
     assert ref["train_tflop_per_image"] == ours["train_tflop_per_image"]  # same model
     printed = capsys.readouterr().out

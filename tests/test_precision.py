@@ -168,3 +168,50 @@ def test_compiled_training_matches_eager() -> None:
     loss_b, grad_b = loss_and_grads(compiled, batch, "32-true")
     assert torch.allclose(loss_a, loss_b, rtol=1e-5)
     assert torch.allclose(grad_a, grad_b, atol=1e-5)
+
+
+def test_compiled_parts_trace_without_graph_breaks() -> None:
+    """Backbone (timm forward_intermediates with DoRA adapters), decoder and loss each trace
+    into one graph: a graph break would fall back to eager Python in the middle of a step."""
+    import torch._dynamo as dynamo
+
+    task = tiny_task()
+    batch = batches(1)[0]
+    feats = task.model.backbone(batch["image"])
+    dec = task.model.decoder(feats.patch_features)
+    calls = [
+        (task.model.backbone, (batch["image"],)),
+        (task.model.decoder, (feats.patch_features,)),
+        (
+            task.criterion,
+            (
+                dec.anomaly_logits,
+                dec.confidence_logits,
+                torch.zeros(2),
+                batch["mask"],
+                batch["label"],
+            ),
+        ),
+    ]
+    for module, args in calls:
+        explained = dynamo.explain(module)(*args)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), (
+            type(module).__name__,
+            [b.reason for b in explained.break_reasons],
+        )
+
+
+def test_compile_applies_to_fit_and_to_evaluation_only_on_request() -> None:
+    """setup() compiles for fit; test runs stay eager unless compile_eval (compilation of a large
+    backbone costs more than a benchmark-sized test set)."""
+    trainer_ = trainer("32-true")
+    for stage, compile_eval, expected in (
+        ("fit", False, True),
+        ("test", False, False),
+        ("test", True, True),
+    ):
+        task = tiny_task(compile="always", compile_eval=compile_eval)
+        task.trainer = trainer_
+        task.setup(stage)
+        assert task.compiled is expected
+        assert (task.model.backbone._compiled_call_impl is not None) is expected
