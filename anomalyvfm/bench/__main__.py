@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,8 @@ def build(args: argparse.Namespace, recipe: str, eval_config: bool) -> Any:
         cli_args.append(f"--config={args.eval_config}")
     cli_args += [f"--{s}" for s in args.set]
     cli_args += [
+        # Run files (the saved config) go to a scratch folder, not into ./runs.
+        f"--trainer.default_root_dir={args.workdir}",
         "--trainer.logger=false",
         "--trainer.callbacks=[]",
         "--trainer.enable_progress_bar=false",
@@ -233,6 +236,13 @@ def measure_loader(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="anomalyvfm-bench-") as workdir:
+        args.workdir = workdir
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measures and prints (and writes ``--out``)."""
     if args.loader_only:
         return measure_loader(args)
     results = {
