@@ -338,3 +338,18 @@ def test_load_image_resized_matches_resizing_the_float_image(tmp_path: Path, mod
             # Rounding to the nearest level: half a level at most on average, and unbiased.
             assert np.abs(fast - slow).mean() < 0.5 / 255
             assert abs((fast - slow).mean()) < 0.1 / 255
+
+
+def test_auto_workers_share_the_cores_among_the_node_ranks(normal_dir: Path) -> None:
+    import os
+
+    from anomalyvfm.data.datamodules.anomaly import auto_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert auto_workers(1) == max(cores - 1, 0)
+    assert auto_workers(cores) == 0 and auto_workers(2 * cores) == 0
+    dm = AnomalyDataModule(normal_dir=str(normal_dir), num_workers="auto", image_size=56)
+    assert dm.workers == max(cores - 1, 0)
+    assert AnomalyDataModule(normal_dir=str(normal_dir), num_workers=3).workers == 3
+    with pytest.raises(ValueError, match="data.num_workers"):
+        AnomalyDataModule(normal_dir=str(normal_dir), num_workers=-1)

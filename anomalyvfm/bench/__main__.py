@@ -228,10 +228,10 @@ def measure_loader(args: argparse.Namespace) -> dict[str, Any]:
     dm.setup("fit")
     rate = loops.loader_throughput(dm.train_dataloader(), args.loader_batches)
     print(
-        f"DataLoader: {rate:.1f} images/s with {dm.num_workers} workers, {dm.image_size} px, "
+        f"DataLoader: {rate:.1f} images/s with {dm.workers} workers, {dm.image_size} px, "
         f"batch {dm.batch_size} ({args.loader_batches} batches after the first)"
     )
-    return {"loader_images_per_s": rate, "num_workers": dm.num_workers, "image_size": dm.image_size}
+    return {"loader_images_per_s": rate, "num_workers": dm.workers, "image_size": dm.image_size}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

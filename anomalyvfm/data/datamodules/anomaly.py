@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -21,6 +22,15 @@ from anomalyvfm.data.evaluation import ShardedEvalSampler, collate_eval, distrib
 from anomalyvfm.data.transforms import Resize
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.layout import CheckMode
+
+
+def auto_workers(local_ranks: int = 1) -> int:
+    """Worker processes per rank: usable cores / ranks on this node - 1 (at least 0)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity API
+        cores = os.cpu_count() or 1
+    return max(cores // max(local_ranks, 1) - 1, 0)
 
 
 class AnomalyDataModule(pl.LightningDataModule):
@@ -51,7 +61,11 @@ class AnomalyDataModule(pl.LightningDataModule):
             the :class:`~anomalyvfm.callbacks.EffectiveBatchSize` callback keeps the effective
             batch fixed on any number of devices).
         eval_batch_size: evaluation batch per device.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader worker processes, or ``"auto"``: the CPU cores this process may
+            use, shared among the node's ranks (the trainer's devices, or torchrun's
+            ``LOCAL_WORLD_SIZE``), minus one for the training process itself. Online synthesis
+            at 768 px costs one core about 13 images/s (``experiments/benchmarks/RESULTS.md``),
+            so a fast GPU needs most of a node's cores.
         eval_mask_size: resolution of pixel metrics: a square size in pixels (the reference
             code uses 96), ``"input"`` (or None) for ``image_size``, or ``"original"`` for each
             mask's own resolution (maps are resized to every image's size). Recorded with every
@@ -77,7 +91,7 @@ class AnomalyDataModule(pl.LightningDataModule):
         image_size: int = 768,
         batch_size: int = 8,
         eval_batch_size: int = 16,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = 4,
         eval_mask_size: int | Literal["input", "original"] | None = 256,
         eval_resize: Resize = "squash",
         val_datasets: Sequence[EvalDataset] = (),
@@ -96,6 +110,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ValueError(f"data.num_workers must be >= 0 or 'auto', got {num_workers!r}")
         self.num_workers = num_workers
         if isinstance(eval_mask_size, str) and eval_mask_size not in ("input", "original"):
             raise ValueError(
@@ -168,6 +184,16 @@ class AnomalyDataModule(pl.LightningDataModule):
         """Datasets evaluated in ``stage`` (validate uses val, test and predict use test)."""
         return self.val_datasets if stage in ("fit", "validate") else self.test_datasets
 
+    @property
+    def workers(self) -> int:
+        """``num_workers`` resolved: ``auto`` counts this node's ranks (the trainer's devices,
+        or torchrun's ``LOCAL_WORLD_SIZE``)."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        trainer = self.trainer
+        ranks = trainer.num_devices if trainer is not None else None
+        return auto_workers(ranks or int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
     def _loader(
         self, ds: Dataset, batch_size: int, shuffle: bool, sampler: Sampler[int] | None = None
     ) -> DataLoader:
@@ -176,9 +202,9 @@ class AnomalyDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             shuffle=shuffle if sampler is None else None,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.workers > 0,
             drop_last=shuffle,
         )
 
@@ -239,9 +265,9 @@ class AnomalyDataModule(pl.LightningDataModule):
             ds,
             batch_size=self.eval_batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.workers > 0,
             collate_fn=collate_eval,
         )
 
