@@ -61,14 +61,7 @@ def trainer(precision: str) -> pl.Trainer:
 def loss_and_grads(task: AnomalyVFM, batch: Batch, precision: str) -> tuple[Tensor, Tensor]:
     plugin = trainer(precision).precision_plugin
     with plugin.forward_context():
-        out = task.model(batch["image"])
-        loss = task.criterion(
-            out.anomaly_logits,
-            out.confidence_logits,
-            out.image_logits,
-            batch["mask"],
-            batch["label"],
-        ).loss
+        loss = task.losses(batch).loss
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in task.parameters() if p.grad is not None])
     task.zero_grad(set_to_none=True)

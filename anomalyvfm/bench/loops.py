@@ -105,14 +105,7 @@ def forward_backward_flops(task: AnomalyVFM, batch: Batch, plugin: Any) -> float
     counter = FlopCounterMode(display=False)
     with counter:
         with plugin.forward_context():
-            out = task.model(batch["image"])
-            loss = task.criterion(
-                out.anomaly_logits,
-                out.confidence_logits,
-                out.image_logits,
-                batch["mask"],
-                batch["label"],
-            ).loss
+            loss = task.losses(batch).loss
         loss.backward()
     task.model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())

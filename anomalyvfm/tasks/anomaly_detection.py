@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
-from anomalyvfm.losses import AnomalyVFMLoss, LossConfig
+from anomalyvfm.losses import AnomalyVFMLoss, LossConfig, LossOutput
 from anomalyvfm.metrics.compat import MetricMode
 from anomalyvfm.metrics.evaluator import AnomalyEvaluator, MetricName, mean_over
 from anomalyvfm.models.anomalyvfm import AnomalyPrediction, AnomalyVFMModel
@@ -193,15 +193,19 @@ class AnomalyVFM(pl.LightningModule):
     def forward(self, images: Tensor) -> AnomalyPrediction:
         return self.model.predict(images)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def losses(self, batch: Batch) -> LossOutput:
+        """Model forward and loss of a training batch (images, masks, labels)."""
         out = self.model(batch["image"])
-        losses = self.criterion(
+        return self.criterion(
             out.anomaly_logits,
             out.confidence_logits,
             out.image_logits,
             batch["mask"],
             batch["label"],
         )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        losses = self.losses(batch)
         bs = batch["image"].shape[0]
         self.log("train/loss", losses.loss, prog_bar=True, batch_size=bs)
         self.log("train/pixel_loss", losses.pixel, batch_size=bs)
