@@ -99,3 +99,28 @@ def test_largest_fitting_finds_the_memory_limit(capacity: int, start: int, expec
 
     assert largest_fitting(fits, start, limit=64) == expected
     assert len(tried) <= 12  # doubling then bisection, not a linear scan
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "dtd").is_dir(), reason="needs ../shared/data")
+def test_benchmark_of_a_compiled_recipe(tmp_path: Path, normal_dir: Path) -> None:
+    """compile: always on CPU (inductor): the compiled step is timed, FLOPs are still counted
+    (eagerly), and the sync count runs outside the timed loop without breaking compilation."""
+    out = tmp_path / "bench.json"
+    main(
+        [
+            f"--config={REPO / 'tests' / 'conf' / 'anomalyvfm_tiny.yaml'}",
+            "--set=model.init_args.compile=always",
+            "--set=trainer.precision=bf16-mixed",
+            f"--normal-dir={normal_dir}",
+            "--steps=2",
+            "--warmup=2",
+            "--loader-batches=1",
+            "--infer-steps=1",
+            f"--out={out}",
+        ]
+    )
+    ref, ours = json.loads(out.read_text())["recipes"]
+    assert ours["compiled"] is True and ref["compiled"] is False
+    assert ours["train_tflop_per_image"] == ref["train_tflop_per_image"] > 0
+    assert ours["train_syncs_per_step"] == 0

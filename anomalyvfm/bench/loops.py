@@ -103,7 +103,7 @@ def staged_batches(loader: DataLoader, count: int, device: torch.device) -> list
 def forward_backward_flops(task: AnomalyVFM, batch: Batch, plugin: Any) -> float:
     """FLOPs of one training micro-batch: forward, loss and backward (no optimizer step)."""
     counter = FlopCounterMode(display=False)
-    with counter:
+    with torch.compiler.set_stance("force_eager"), counter:
         with plugin.forward_context():
             loss = task.losses(batch).loss
         loss.backward()
@@ -114,7 +114,8 @@ def forward_backward_flops(task: AnomalyVFM, batch: Batch, plugin: Any) -> float
 def inference_flops(task: AnomalyVFM, images: Tensor, plugin: Any) -> float:
     """FLOPs of ``predict`` (forward, sigmoid, mean filter, resize) on ``images``."""
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode(), plugin.forward_context():
+    eager = torch.compiler.set_stance("force_eager")
+    with eager, counter, torch.inference_mode(), plugin.forward_context():
         task.model.predict(images)
     return float(counter.get_total_flops())
 
@@ -124,24 +125,30 @@ def timed_training(
 ) -> dict[str, Any]:
     """Images/s of ``steps`` micro-batches after ``warmup`` (cycling through ``batches``).
 
-    Unsynchronised inside the loop (the device runs ahead, as in a real fit); host syncs of the
-    measured steps are counted.
+    Unsynchronised inside the loop (the device runs ahead, as in a real fit). Host syncs are
+    counted afterwards over one optimizer step's micro-batches, outside the timed loop: the
+    counting mode would make compiled code recompile (its guards include the active modes), so
+    that pass runs the same Python eagerly.
     """
     device = batches[0]["image"].device
     for i in range(warmup):
         stepper.step(batches[i % len(batches)])
     synchronize(device)
     start = time.perf_counter()
-    # Host-resident optimizer step counters exist after the warm-up's first optimizer step.
-    with HostSyncCounter(optimizer_host_tensors(stepper.optimizer)) as syncs:
-        for i in range(steps):
-            stepper.step(batches[(warmup + i) % len(batches)])
+    for i in range(steps):
+        stepper.step(batches[(warmup + i) % len(batches)])
     synchronize(device)
     seconds = time.perf_counter() - start
     images = steps * batches[0]["image"].shape[0]
+    counted = stepper.accumulate
+    # Host-resident optimizer step counters exist after the warm-up's first optimizer step.
+    host = optimizer_host_tensors(stepper.optimizer)
+    with torch.compiler.set_stance("force_eager"), HostSyncCounter(host) as syncs:
+        for i in range(counted):
+            stepper.step(batches[i % len(batches)])
     return {
         "images_per_s": images / seconds,
-        "syncs_per_step": syncs.total / steps,
+        "syncs_per_step": syncs.total / counted,
         "sync_calls": dict(syncs.calls),
     }
 
