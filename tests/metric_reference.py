@@ -90,11 +90,11 @@ def pooled(maps: Arrays, masks: Arrays) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 
-def regions_of(maps: Arrays, masks: Arrays) -> list[np.ndarray]:
-    """Scores of the pixels of every 8-connected region, image by image."""
+def regions_of(maps: Arrays, masks: Arrays, structure: np.ndarray = EIGHT) -> list[np.ndarray]:
+    """Scores of the pixels of every connected region (8-connected by default), per image."""
     regions = []
     for image, mask in zip(maps, masks):
-        labelled, count = ndimage.label(np.asarray(mask).astype(bool), structure=EIGHT)
+        labelled, count = ndimage.label(np.asarray(mask).astype(bool), structure=structure)
         regions += [np.asarray(image, np.float64)[labelled == r] for r in range(1, count + 1)]
     return regions
 
@@ -112,13 +112,15 @@ def area_between(points: list[tuple[float, float]], low: float, high: float) -> 
     return area
 
 
-def ref_pro_curve(maps: Arrays, masks: Arrays) -> list[tuple[float, float]] | None:
+def ref_pro_curve(
+    maps: Arrays, masks: Arrays, structure: np.ndarray = EIGHT
+) -> list[tuple[float, float]] | None:
     """(FPR, PRO) at (0, 0) and at every distinct score, highest first; None if undefined.
 
     FPR over the normal pixels of all images; PRO the mean over all regions of the fraction of
     the region's pixels scoring ``>= t``.
     """
-    regions = regions_of(maps, masks)
+    regions = regions_of(maps, masks, structure)
     scores, labels = pooled(maps, masks)
     normal = scores[~labels]
     if not regions or normal.size == 0:
@@ -131,10 +133,14 @@ def ref_pro_curve(maps: Arrays, masks: Arrays) -> list[tuple[float, float]] | No
 
 
 def ref_aupro(
-    maps: Arrays, masks: Arrays, fpr_limit: float = 0.3, curve: list | None = None
+    maps: Arrays,
+    masks: Arrays,
+    fpr_limit: float = 0.3,
+    curve: list | None = None,
+    structure: np.ndarray = EIGHT,
 ) -> float:
     """Area under the PRO curve up to ``fpr_limit`` (interpolated there), over ``fpr_limit``."""
-    curve = curve if curve is not None else ref_pro_curve(maps, masks)
+    curve = curve if curve is not None else ref_pro_curve(maps, masks, structure)
     if curve is None:
         return math.nan
     return area_between(curve, 0.0, fpr_limit) / fpr_limit

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +21,7 @@ from anomalyvfm.metrics import (
     binary_f1_max,
 )
 from anomalyvfm.metrics.functional import _aupro
+from tests import metric_reference as reference
 
 # Both sides count in float64 from the same score values, so they agree far below this.
 ATOL = 1e-9
@@ -38,78 +38,25 @@ def _flat(scores: Tensor, labels: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return scores.double().numpy().ravel(), labels.numpy().ravel().astype(bool)
 
 
+# Tensor front-ends of the loops in tests/metric_reference.py.
 def ref_auroc(scores: Tensor, labels: Tensor) -> float:
-    """Fraction of (positive, negative) pairs ranked correctly, ties counting one half."""
-    s, y = _flat(scores, labels)
-    pos, neg = s[y], s[~y]
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    wins = 0.0
-    for p in pos:
-        wins += np.sum(p > neg) + 0.5 * np.sum(p == neg)
-    return wins / (pos.size * neg.size)
-
-
-def _confusion_at_thresholds(scores: Tensor, labels: Tensor) -> list[tuple[int, int, int]]:
-    """(TP, FP, #positives) for the prediction ``score >= t`` at every distinct t, descending."""
-    s, y = _flat(scores, labels)
-    rows = []
-    for t in sorted(set(s.tolist()), reverse=True):
-        predicted = s >= t
-        rows.append((int(np.sum(predicted & y)), int(np.sum(predicted & ~y)), int(y.sum())))
-    return rows
+    return reference.ref_auroc(*_flat(scores, labels))
 
 
 def ref_average_precision(scores: Tensor, labels: Tensor) -> float:
-    rows = _confusion_at_thresholds(scores, labels)
-    if not rows or rows[0][2] == 0:
-        return math.nan
-    ap, previous_recall = 0.0, 0.0
-    for tp, fp, num_pos in rows:
-        recall, precision = tp / num_pos, tp / (tp + fp)
-        ap += (recall - previous_recall) * precision
-        previous_recall = recall
-    return ap
+    return reference.ref_average_precision(*_flat(scores, labels))
 
 
 def ref_f1_max(scores: Tensor, labels: Tensor) -> float:
-    rows = _confusion_at_thresholds(scores, labels)
-    if not rows or rows[0][2] == 0:
-        return math.nan
-    best = 0.0
-    for tp, fp, num_pos in rows:
-        if tp > 0:
-            precision, recall = tp / (tp + fp), tp / num_pos
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    return reference.ref_f1_max(*_flat(scores, labels))
 
 
 def ref_aupro(
     maps: Tensor, masks: Tensor, fpr_limit: float, structure: np.ndarray = EIGHT_CONNECTED
 ) -> float:
-    """Loop over every distinct score, measuring FPR and the overlap of every labelled region."""
-    m, g = maps.double().numpy(), masks.numpy().astype(bool)
-    region_scores = []
-    for image, mask in zip(m, g):
-        labelled, count = ndimage.label(mask, structure=structure)
-        region_scores += [image[labelled == r] for r in range(1, count + 1)]
-    normal_scores = m[~g]
-    if not region_scores or normal_scores.size == 0:
-        return math.nan
-    curve = [(0.0, 0.0)]
-    for t in np.unique(m)[::-1]:
-        fpr = np.mean(normal_scores >= t)
-        pro = np.mean([np.mean(region >= t) for region in region_scores])
-        curve.append((float(fpr), float(pro)))
-    area = 0.0
-    for (x0, y0), (x1, y1) in zip(curve[:-1], curve[1:]):
-        if x0 >= fpr_limit:
-            break
-        if x1 > fpr_limit:  # the segment crosses the limit: cut it there
-            y1 = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
-            x1 = fpr_limit
-        area += (x1 - x0) * (y0 + y1) / 2
-    return area / fpr_limit
+    return reference.ref_aupro(
+        list(maps.double().numpy()), list(masks.numpy()), fpr_limit, structure=structure
+    )
 
 
 # --------------------------------------------------------------------------------------------
