@@ -10,6 +10,7 @@ Example (GPU, full size; random weights cost the same compute as pretrained ones
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -251,8 +252,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "host": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
-        "recipes": [measure(args, r) for r in args.recipes],
+        "recipes": [],
     }
+    for recipe in args.recipes:
+        results["recipes"].append(measure(args, recipe))
+        # Free the recipe's model, optimizer state and persistent loader workers before the next.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     print(format_report(results))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
