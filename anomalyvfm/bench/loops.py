@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
@@ -83,21 +84,10 @@ class TrainStepper:
         return losses.loss.detach()
 
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    """Moves the tensors of a batch (pinned memory: without blocking the host)."""
-    return cast(
-        Batch,
-        {
-            k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
-            for k, v in batch.items()
-        },
-    )
-
-
 def staged_batches(loader: DataLoader, count: int, device: torch.device) -> list[Batch]:
     """The first ``count`` batches of ``loader``, already on ``device``."""
     it = iter(loader)
-    return [to_device(next(it), device) for _ in range(count)]
+    return [move_data_to_device(next(it), device) for _ in range(count)]
 
 
 def forward_backward_flops(task: AnomalyVFM, batch: Batch, plugin: Any) -> float:
@@ -180,12 +170,11 @@ def timed_inference(task: AnomalyVFM, images: Tensor, plugin: Any, steps: int) -
 def loader_throughput(loader: DataLoader, batches: int) -> float:
     """Images/s the DataLoader alone delivers (after its first batch: worker start-up)."""
     it = iter(loader)
-    first = next(it)
+    next(it)  # waits for the workers to start
     start = time.perf_counter()
     count = 0
     for _ in range(batches):
         count += int(next(it)["image"].shape[0])
-    del first
     return count / (time.perf_counter() - start)
 
 
@@ -199,7 +188,7 @@ def fed_training(
     """
     it = iter(loader)
     for _ in range(warmup):
-        stepper.step(to_device(next(it), device))
+        stepper.step(move_data_to_device(next(it), device))
     synchronize(device)
     wait = 0.0
     start = time.perf_counter()
@@ -209,7 +198,7 @@ def fed_training(
         batch = next(it)
         wait += time.perf_counter() - t0
         images += int(batch["image"].shape[0])
-        stepper.step(to_device(batch, device))
+        stepper.step(move_data_to_device(batch, device))
     synchronize(device)
     seconds = time.perf_counter() - start
     return {"images_per_s": images / seconds, "data_wait_fraction": wait / seconds}

@@ -41,7 +41,3 @@ class PhaseTimer:
         finally:
             synchronize(self.device)
             self.seconds[name] += time.perf_counter() - start
-
-    def total(self) -> float:
-        """Sum over phases."""
-        return sum(self.seconds.values())
