@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from anomalyvfm.callbacks.grid import GAP, TEXT, WorstBestGrid
 from anomalyvfm.data import AnomalyDataModule, MVTecAD
 from tests.conftest import REPO
+from tests.test_results import offline_wandb_logger
 
 TINY = str(REPO / "tests" / "conf" / "anomalyvfm_tiny.yaml")
 
@@ -148,17 +148,13 @@ def test_cli_test_run_saves_grids_to_disk_and_wandb(
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)
-    logger = {
-        "class_path": "anomalyvfm.loggers.WandbLogger",
-        "init_args": {"save_dir": str(tmp_path / "runs"), "project": "t", "offline": True},
-    }
     t = 32
     args = [
         "test",
         "--config",
         TINY,
         f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger={yaml.safe_dump(logger)}",
+        offline_wandb_logger(tmp_path),
         "--trainer.callbacks+=WorstBestGrid",
         f"--trainer.callbacks.output_dir={tmp_path / 'grids'}",
         "--trainer.callbacks.num_cases=2",

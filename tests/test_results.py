@@ -183,6 +183,15 @@ def test_writer_files_parse(tmp_path: Path) -> None:
 # -- a real tiny `anomalyvfm test` -------------------------------------------------------------
 
 
+def offline_wandb_logger(tmp: Path) -> str:
+    """The ``--trainer.logger`` argument of an offline W&B run saved under ``tmp/runs``."""
+    logger = {
+        "class_path": "anomalyvfm.loggers.WandbLogger",
+        "init_args": {"save_dir": str(tmp / "runs"), "project": "t", "offline": True},
+    }
+    return f"--trainer.logger={yaml.safe_dump(logger)}"
+
+
 def tiny_test(tmp: Path, mvtec_root: Path, *extra: str):
     """The real CLI: untrained tiny model on two datasets (MVTec fixture, and its tile alone)."""
     return run(
@@ -237,11 +246,7 @@ def test_offline_wandb_run_gets_the_tables(
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)
-    logger = {
-        "class_path": "anomalyvfm.loggers.WandbLogger",
-        "init_args": {"save_dir": str(tmp_path / "runs"), "project": "t", "offline": True},
-    }
-    cli = tiny_test(tmp_path, mvtec_root, f"--trainer.logger={yaml.safe_dump(logger)}")
+    cli = tiny_test(tmp_path, mvtec_root, offline_wandb_logger(tmp_path))
     run_state = cli.trainer.logger.experiment
     # The callback's values (float64), not the float32 ones `self.log` put there during test.
     assert run_state.summary["test/mean/pixel_AUPRO"] == cli.model.overall_mean["pixel_AUPRO"]
