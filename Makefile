@@ -15,7 +15,7 @@ BENCH_ARGS ?= --config experiments/configs/anomalyvfm_radio.yaml \
 	--config experiments/benchmarks/tiny_overlay.yaml --normal-dir $(SHARED)/dtd \
 	--eval-config experiments/configs/eval/shared_data.yaml --eval-batches 4
 
-.PHONY: help setup lint format test test-slow demo bench clean
+.PHONY: help setup lint format test test-slow demo bench gpu-pack gpu-check gpu-check-dry clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,25 @@ demo: $(STAMP)  ## Build demo data, train, evaluate zero-shot; results in demo_o
 
 bench: $(STAMP)  ## Training/inference speed: reference fp32 eager vs our defaults, same run.
 	$(PY) -m anomalyvfm.bench $(BENCH_ARGS)
+
+# Packages the GPU machine's Python (3.12) lacks, as wheels for it; same versions as the dev venv.
+GPU_WHEELS ?= jsonargparse==4.53.0 omegaconf==2.4.0 typeshed_client==2.15.0 docstring_parser==0.18.0 \
+	timm==1.0.31 diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0
+GPU_PY ?= 3.12
+
+gpu-pack:  ## Prepare .gpu/ (wheels + a copy of $(SHARED)) to carry to a GPU machine.
+	rm -rf .gpu && mkdir -p .gpu/whl .gpu/data
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+		-d .gpu/whl $(GPU_WHEELS)
+	cp -r $(SHARED)/mtd $(SHARED)/mpdd $(SHARED)/headct $(SHARED)/dtd .gpu/data/
+	du -sh .gpu
+
+gpu-check:  ## On a CUDA machine: the full-size proof (experiments/benchmarks/gpu_check.py).
+	bash experiments/benchmarks/gpu_check.sh $(GPU_OUT)
+
+gpu-check-dry: $(STAMP)  ## The same command on CPU with tiny models (checks that it runs).
+	PYTHON=$(PY) bash experiments/benchmarks/gpu_check.sh bench_output/gpu_check_dry --dry
 
 clean:  ## Remove run outputs (keeps .venv).
 	rm -rf runs demo_output wandb lightning_logs .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
 """``python -m anomalyvfm`` runs the command line."""
 
-from anomalyvfm.cli import main
+from anomalyvfm.cli import console
 
-main()
+raise SystemExit(console())

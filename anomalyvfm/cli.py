@@ -94,5 +94,12 @@ def main(args: list[str] | None = None, run: bool = True) -> AnomalyVFMCLI:
     )
 
 
-if __name__ == "__main__":
+def console() -> int:
+    """Console entry point (``anomalyvfm``, ``lightning``): exit status 0 after a successful run;
+    an error raises, which Python turns into a non-zero status."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(console())

@@ -36,6 +36,13 @@ REFERENCE = [
 TRAIN_RUN_STEPS, EVAL_SET_IMAGES = 200, 1725
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _count_or_fraction(text: str) -> int | float:
     return float(text) if "." in text else int(text)
 
@@ -59,17 +66,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--normal-dir", help="normal images for online synthesis (data.normal_dir)")
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights")
-    p.add_argument("--steps", type=int, default=16, help="measured micro-batches per loop")
-    p.add_argument("--warmup", type=int, default=8, help="warm-up micro-batches (compilation)")
-    p.add_argument("--infer-batch", type=int, help="inference batch (default data.eval_batch_size)")
-    p.add_argument("--infer-steps", type=int, default=10)
-    p.add_argument("--loader-batches", type=int, default=16)
+    p.add_argument(
+        "--steps", type=_positive_int, default=16, help="measured micro-batches per loop"
+    )
+    p.add_argument(
+        "--warmup", type=_positive_int, default=8, help="warm-up micro-batches (compilation)"
+    )
+    p.add_argument(
+        "--infer-batch", type=_positive_int, help="inference batch (default data.eval_batch_size)"
+    )
+    p.add_argument("--infer-steps", type=_positive_int, default=10)
+    p.add_argument("--loader-batches", type=_positive_int, default=16)
     p.add_argument(
         "--loader-only",
         action="store_true",
         help="only the DataLoader's images/s (decode, resize, online synthesis)",
     )
     p.add_argument("--eval-config", help="eval suite config to time a test run with")
+    p.add_argument(
+        "--eval-recipes",
+        nargs="+",
+        choices=["reference", "ours"],
+        help="recipes whose test run is timed (default: every recipe measured)",
+    )
     p.add_argument(
         "--eval-batches",
         type=_count_or_fraction,
@@ -78,8 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-batch",
         action="store_true",
-        help="find the largest micro-batch that trains (CUDA only)",
+        help="find the largest micro-batch that trains (CUDA only), with and without "
+        "activation checkpointing",
     )
+    p.add_argument("--max-batch-limit", type=_positive_int, default=256, help="largest size tried")
     p.add_argument("--out", type=Path, help="write all figures as JSON here")
     return p.parse_args(argv)
 
@@ -157,8 +178,10 @@ def measure(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
     out["train_tflops"] = out["train_tflop_per_image"] * out["train_images_per_s"]
     out["infer_tflops"] = out["infer_tflop_per_image"] * out["infer_images_per_s"]
     if args.max_batch and device.type == "cuda":
-        out["max_micro_batch"] = largest_micro_batch(stepper, batches[0])
-    if args.eval_config:
+        for checkpointing in (False, True):
+            key = "max_micro_batch" + ("_grad_checkpointing" if checkpointing else "")
+            out[key] = largest_micro_batch(stepper, batches[0], args.max_batch_limit, checkpointing)
+    if args.eval_config and recipe in (args.eval_recipes or args.recipes):
         out.update(time_eval(args, recipe, out))
     return out
 
@@ -188,8 +211,19 @@ def time_eval(args: argparse.Namespace, recipe: str, figures: dict[str, Any]) ->
     }
 
 
-def largest_micro_batch(stepper: loops.TrainStepper, batch: Batch, limit: int = 256) -> int:
-    """Largest micro-batch whose training step (forward, backward, optimizer) fits in memory."""
+def largest_micro_batch(
+    stepper: loops.TrainStepper, batch: Batch, limit: int = 256, grad_checkpointing: bool = False
+) -> int:
+    """Largest micro-batch whose training step (forward, backward, optimizer) fits in memory.
+
+    The steps run eagerly: a compiled model would recompile for every size tried (minutes at
+    full size), and inductor's fused kernels need no more memory than eager ones, so the eager
+    answer is a lower bound for the compiled step. ``grad_checkpointing`` switches timm's
+    activation checkpointing on for the search (``backbone.grad_checkpointing``).
+    """
+    timm_model = stepper.task.model.backbone.model
+    if grad_checkpointing and not hasattr(timm_model, "set_grad_checkpointing"):
+        return 0
 
     def fits(size: int) -> bool:
         big = {
@@ -197,7 +231,8 @@ def largest_micro_batch(stepper: loops.TrainStepper, batch: Batch, limit: int = 
             for k, v in batch.items()
         }
         try:
-            stepper.step(cast(Batch, big))
+            with torch.compiler.set_stance("force_eager"):
+                stepper.step(cast(Batch, big))
             torch.cuda.synchronize()
             return True
         except torch.OutOfMemoryError:
@@ -206,7 +241,13 @@ def largest_micro_batch(stepper: loops.TrainStepper, batch: Batch, limit: int = 
             stepper.optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
 
-    return largest_fitting(fits, int(batch["image"].shape[0]), limit)
+    if grad_checkpointing:
+        timm_model.set_grad_checkpointing(True)
+    try:
+        return largest_fitting(fits, int(batch["image"].shape[0]), limit)
+    finally:
+        if grad_checkpointing:
+            timm_model.set_grad_checkpointing(stepper.task.model.backbone.config.grad_checkpointing)
 
 
 def largest_fitting(fits: Callable[[int], bool], start: int, limit: int) -> int:

@@ -76,7 +76,8 @@ def format_report(results: dict[str, Any]) -> str:
     if any("max_micro_batch" in r for r in recipes):
         lines.append("")
         lines += [
-            f"largest micro-batch ({r['recipe']}): {r['max_micro_batch']}"
+            f"largest micro-batch ({r['recipe']}, eager): {r['max_micro_batch']}, with "
+            f"activation checkpointing {r.get('max_micro_batch_grad_checkpointing', 'n/a')}"
             for r in recipes
             if "max_micro_batch" in r
         ]
