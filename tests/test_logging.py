@@ -52,7 +52,9 @@ def test_default_loggers_write_an_offline_wandb_run_and_csv(no_wandb_credentials
     import wandb
 
     wandb.finish()  # the run stays open after fit; finishing flushes its files (as at exit)
-    runs = list((tmp / "runs" / "wandb").glob("offline-run-*"))
+    # Both default loggers write under trainer.default_root_dir (not ./runs).
+    assert not (tmp / "runs").exists()
+    runs = list((tmp / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
-    rows = list(csv.DictReader(next((tmp / "runs").rglob("metrics.csv")).open()))
+    rows = list(csv.DictReader(next(tmp.rglob("metrics.csv")).open()))
     assert any(r.get("train/loss") for r in rows)

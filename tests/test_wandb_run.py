@@ -105,7 +105,7 @@ def _finish_and_read(tmp: Path, seen: set[Path]) -> OfflineRun:
     import wandb
 
     wandb.finish()  # the CLI leaves the run open (a process exit finishes it); flush it now
-    new = sorted(set((tmp / "runs" / "wandb").glob("offline-run-*")) - seen)
+    new = sorted(set(tmp.glob("**/wandb/offline-run-*")) - seen)
     assert len(new) == 1, new
     seen.add(new[0])
     return OfflineRun.read(new[0])
@@ -136,7 +136,7 @@ def test_fit_and_test_runs_read_back_from_offline_files(offline: Path, normal_di
     assert logged.config["trainer.max_steps"] == 2
     assert logged.config["data.init_args.val_datasets"][0]["init_args"]["root"] == str(mvtec_root)
     # train/loss history equals what the task logged (the CSV logger saw the same values).
-    metrics_csv = next((tmp / "runs").rglob("metrics.csv"))
+    metrics_csv = next(tmp.rglob("metrics.csv"))
     csv_loss = [
         float(r["train/loss"]) for r in csv.DictReader(metrics_csv.open()) if r["train/loss"]
     ]
