@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -26,13 +25,12 @@ import data_synthesis  # noqa: F401
 from anomalyvfm.callbacks import WandbSummary
 from anomalyvfm.checkpoint_options import merge_checkpoint_options, read_checkpoint
 from anomalyvfm.errors import (
-    DEBUG_ENV,
     condense_parse_error,
     debug_requested,
-    error_message,
     hint,
     notice,
-    user_error,
+    run_console,
+    take_debug_flag,
 )
 from anomalyvfm.loggers import WandbLogger, describe_model_to_loggers
 
@@ -267,27 +265,12 @@ def console(argv: list[str] | None = None) -> int:
     if argv is None:
         # Lightning's DDP launcher starts the other ranks with this process's sys.argv, so the
         # arguments stay there (without --debug, which travels as the environment variable).
-        if "--debug" in sys.argv[1:]:
-            sys.argv = [a for a in sys.argv if a != "--debug"]
-            os.environ[DEBUG_ENV] = "1"
+        sys.argv = sys.argv[:1] + take_debug_flag(sys.argv[1:])
         args, words = None, sys.argv[1:]
     else:
-        if "--debug" in argv:
-            os.environ[DEBUG_ENV] = "1"
-        args = words = [a for a in argv if a != "--debug"]
+        args = words = take_debug_flag(argv)
     prog = program_name() + next((f" {a}" for a in words if a in SUBCOMMANDS), "")
-    try:
-        main(args)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{prog}: interrupted\n")
-        return 130
-    except Exception as exc:
-        user = user_error(exc)
-        if user is None or debug_requested():
-            raise
-        sys.stderr.write(f"{prog}: error: {error_message(user)}\n{hint(prog)}\n")
-        return 1
-    return 0
+    return run_console(prog, lambda: main(args) and 0)
 
 
 if __name__ == "__main__":

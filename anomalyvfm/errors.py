@@ -17,7 +17,9 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DEBUG_ENV = "ANOMALYVFM_DEBUG"
 # Packages whose raise statements are deliberate messages to the user.
@@ -117,3 +119,29 @@ def notice(message: str) -> None:
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
+
+
+def run_console(prog: str, entry: Callable[[], Any]) -> int:
+    """Runs a command's ``entry`` and returns its exit status: the int it returns (0 for any
+    other value), 1 with one message for a user error, 130 on Ctrl-C. Unexpected errors, and
+    every error under ``--debug``/``ANOMALYVFM_DEBUG=1``, propagate with their traceback."""
+    try:
+        result = entry()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except Exception as exc:
+        user = user_error(exc)
+        if user is None or debug_requested():
+            raise
+        sys.stderr.write(f"{prog}: error: {error_message(user)}\n{hint(prog)}\n")
+        return 1
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def take_debug_flag(argv: list[str]) -> list[str]:
+    """``argv`` without ``--debug``; its presence sets ``ANOMALYVFM_DEBUG=1`` (which child
+    processes inherit)."""
+    if "--debug" in argv:
+        os.environ[DEBUG_ENV] = "1"
+    return [a for a in argv if a != "--debug"]

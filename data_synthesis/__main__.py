@@ -72,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         preview_main(rest)  # exits through SystemExit with a message on bad input
         return 0
-    print(f"unknown command {command!r}\n{usage}", file=sys.stderr)
+    print(f"python -m data_synthesis: error: unknown command {command!r}\n{usage}", file=sys.stderr)
     return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from anomalyvfm.errors import run_console, take_debug_flag
+
+    _argv = take_debug_flag(sys.argv[1:])
+    sys.exit(run_console("python -m data_synthesis", lambda: main(_argv)))

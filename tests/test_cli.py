@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from anomalyvfm.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
 from tests.test_model import FAMILIES
 
 TINY = str(REPO / "tests" / "conf" / "anomalyvfm_tiny.yaml")
@@ -270,3 +271,119 @@ def test_console_scripts_and_module_entry_point() -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "--config" in out.stdout
+
+
+def _subprocess(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def _trained_checkpoint(tmp_path: Path, normal_dir: Path) -> Path:
+    proc = _subprocess(
+        [
+            sys.executable,
+            "-m",
+            "anomalyvfm",
+            *fit_args(tmp_path, normal_dir, "--trainer.max_steps=1"),
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return next(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mpdd").is_dir(), reason="needs ../shared/data")
+def test_evaluation_options_given_at_test_time_apply_over_the_checkpoint(
+    tmp_path: Path, normal_dir: Path
+) -> None:
+    ckpt = _trained_checkpoint(tmp_path, normal_dir)
+    out = tmp_path / "eval"
+    proc = _subprocess(
+        [
+            str(Path(sys.executable).parent / "anomalyvfm"),
+            "test",
+            f"--config={TINY}",
+            f"--config={REPO / 'experiments' / 'configs' / 'eval' / 'reference_protocol.yaml'}",
+            f"--ckpt_path={ckpt}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.callbacks+=ResultsWriter",
+            f"--trainer.callbacks.path={out / 'results.json'}",
+            "--data.test_datasets+=MPDD",
+            f"--data.test_datasets.root={SHARED_DATA / 'mpdd'}",
+            "--trainer.limit_test_batches=2",
+            "--model.init_args.fpr_limit=0.1",
+            "--model.init_args.image_score=map_max",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    protocol = json.loads((out / "results.json").read_text())["protocol"]
+    assert protocol["metric_mode"] == "reference_binned"  # from reference_protocol.yaml
+    assert protocol["resolution"] == 96
+    assert protocol["fpr_limit"] == 0.1 and protocol["image_score"] == "map_max"
+    # What the checkpoint fixes still comes from it (the tiny config trains at 56 px).
+    assert protocol["image_size"] == 56
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "mpdd").is_dir(), reason="needs ../shared/data")
+def test_every_command_exits_zero_on_success(tmp_path: Path, normal_dir: Path) -> None:
+    bindir = Path(sys.executable).parent
+    ckpt = _trained_checkpoint(tmp_path, normal_dir)  # python -m anomalyvfm fit
+    data = [
+        "--data.test_datasets+=MPDD",
+        f"--data.test_datasets.root={SHARED_DATA / 'mpdd'}",
+        "--trainer.limit_test_batches=1",
+        "--trainer.limit_predict_batches=1",
+    ]
+    common = [f"--config={TINY}", f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={ckpt}"]
+    results = tmp_path / "eval" / "results.json"
+    commands = [
+        [str(bindir / "anomalyvfm"), *fit_args(tmp_path / "again", normal_dir)],
+        [
+            str(bindir / "lightning"),
+            "validate",
+            *common,
+            "--data.val_datasets+=MPDD",
+            f"--data.val_datasets.root={SHARED_DATA / 'mpdd'}",
+            "--trainer.limit_val_batches=1",
+        ],
+        [
+            str(bindir / "anomalyvfm"),
+            "test",
+            *common,
+            *data,
+            "--trainer.callbacks+=ResultsWriter",
+            f"--trainer.callbacks.path={results}",
+        ],
+        [sys.executable, "-m", "anomalyvfm", "predict", *common, *data],
+        [str(bindir / "anomalyvfm-report"), str(results), "--out", str(tmp_path / "report")],
+        [sys.executable, "-m", "anomalyvfm.report", str(results), "--out", str(tmp_path / "r2")],
+        [
+            sys.executable,
+            "-m",
+            "data_synthesis",
+            "preview",
+            "--source",
+            str(normal_dir),
+            "--generator",
+            "cutpaste",
+            "--num",
+            "2",
+            "--out",
+            str(tmp_path / "sheet.png"),
+        ],
+        [
+            sys.executable,
+            "-m",
+            "anomalyvfm.bench",
+            f"--config={TINY}",
+            f"--normal-dir={normal_dir}",
+            "--loader-only",
+            "--loader-batches=1",
+        ],
+    ]
+    for cmd in commands:
+        proc = _subprocess(cmd, tmp_path)
+        assert proc.returncode == 0, (cmd, proc.stderr[-3000:])
+    assert results.is_file() and (tmp_path / "sheet.png").is_file()

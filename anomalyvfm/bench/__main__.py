@@ -309,4 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from anomalyvfm.errors import run_console, take_debug_flag
+
+    _argv = take_debug_flag(sys.argv[1:])
+    sys.exit(run_console("python -m anomalyvfm.bench", lambda: main(_argv) and 0))

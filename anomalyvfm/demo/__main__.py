@@ -146,4 +146,9 @@ def save_grid(cli, path: Path, per_category: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from anomalyvfm.errors import run_console, take_debug_flag
+
+    _argv = take_debug_flag(sys.argv[1:])
+    sys.exit(run_console("python -m anomalyvfm.demo", lambda: main(_argv) and 0))

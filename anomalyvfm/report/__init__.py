@@ -67,6 +67,14 @@ def _label(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def console() -> int:
+    """The ``anomalyvfm-report`` command: :func:`main` with one-line user errors."""
+    from anomalyvfm.errors import run_console, take_debug_flag
+
+    argv = take_debug_flag(sys.argv[1:])
+    return run_console("anomalyvfm-report", lambda: main(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m anomalyvfm.report`` and ``anomalyvfm-report``."""
     parser = argparse.ArgumentParser(prog="anomalyvfm-report", description=__doc__.split("\n")[0])

@@ -2,6 +2,6 @@
 
 import sys
 
-from anomalyvfm.report import main
+from anomalyvfm.report import console
 
-sys.exit(main())
+sys.exit(console())
