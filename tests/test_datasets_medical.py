@@ -155,7 +155,7 @@ def test_segmentation_set_reads_every_pair(name: str, seg_roots: dict[str, Path]
         assert rec.label == 1 and rec.mask_path is not None
         sample = ds[i]
         height, width = sample["image"].shape[1:]
-        # JPEG masks (Kvasir, TN3K, Endo) binarise to exactly the written box at 127.
+        # JPEG masks (Kvasir, TN3K, Endo) binarise to exactly the written box at half of 255.
         assert torch.equal(sample["mask"], _box_mask(spec, rec.image_path.stem, (height, width)))
         assert bool(sample["has_mask"]) and int(sample["label"]) == 1
 

@@ -22,12 +22,13 @@ from PIL import Image
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.data.datamodules.anomaly import AnomalyDataModule
-from anomalyvfm.data.datasets.base import EvalDataset, _load_mask
+from anomalyvfm.data.datasets.base import EvalDataset
 from anomalyvfm.data.datasets.headct import HeadCT
 from anomalyvfm.data.datasets.mtd import MTD
 from anomalyvfm.data.datasets.mvtec import MPDD
 from anomalyvfm.models.decoder import DecoderConfig
 from anomalyvfm.tasks import AnomalyVFM
+from data_synthesis.io import read_mask
 from tests.conftest import SHARED_DATA, TINY_VIT
 
 IMAGE_METRICS = ("image_AUROC", "image_AP", "image_F1max")
@@ -89,8 +90,8 @@ def test_real_counts_labels_and_masks(name: str) -> None:
         assert rec.mask_path is not None
         with Image.open(rec.image_path) as im:  # reads the header only
             width, height = im.size
-        # The reader's own mask loading: thresholded, and checked against the image's size.
-        mask = _load_mask(rec.mask_path, (height, width), rec.mask_threshold)
+        # The package's mask rule with the set's threshold, checked against the image's size.
+        mask = read_mask(rec.mask_path, ds.mask_threshold, (height, width))
         if not mask.any():
             empty.append(rec)
     # MTD ships four Uneven tiles with an all-zero mask (see tests/test_mtd.py); no other set

@@ -29,6 +29,8 @@ class DAGM(EvalDataset):
         root: folder holding ``Class1`` .. ``Class10``.
         categories: classes to use (e.g. ``["Class1", "Class7"]``); all found when None.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root has no ``Class<k>/Test`` folder, a class or its
@@ -36,8 +38,14 @@ class DAGM(EvalDataset):
         ValueError: a ``Labels.txt`` row is malformed.
     """
 
-    def __init__(self, root: str, categories: list[str] | None = None, name: str = "dagm") -> None:
-        super().__init__(root, name)
+    def __init__(
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "dagm",
+        mask_threshold: float | None = None,
+    ) -> None:
+        super().__init__(root, name, mask_threshold=mask_threshold)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {LAYOUT}")
         found = sorted(
