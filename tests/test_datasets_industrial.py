@@ -100,6 +100,7 @@ def test_counts_per_category_and_order(name: str, roots: dict[str, Path]) -> Non
 @pytest.mark.parametrize("name", NAMES)
 def test_labels_masks_and_samples(name: str, roots: dict[str, Path]) -> None:
     ds = FACTORIES[name](roots[name])
+    ds.check_files()  # the start-up check passes on every layout as distributed
     for i, rec in enumerate(ds.records):
         assert (rec.mask_path is not None) == (rec.label == 1)
         sample = ds[i]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import Resize, image_to_tensor, mask_to_tensor
 from data_synthesis.io import load_image, read_mask
+
+# Threads that read file headers at the start-up check (file systems with high latency gain).
+_CHECK_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class EvalDataset(Dataset[Sample]):
 
     The datamodule sets ``image_size`` (model input), ``mask_size`` (the evaluation resolution
     of masks: a square size, ``"original"`` for each mask's own size, None for ``image_size``)
-    and ``resize`` (``squash`` or ``center_crop``, applied to image and mask alike) before use.
+    and ``resize`` (``squash`` or ``center_crop``, applied to image and mask alike) before use,
+    and calls :meth:`check_files` before the first evaluation.
 
     Masks are read by :func:`data_synthesis.io.read_mask`: a pixel is anomalous where any of its
     channels is non-zero, whatever the file's encoding; ``mask_threshold`` is for soft masks.
@@ -114,6 +120,41 @@ class EvalDataset(Dataset[Sample]):
             return None
         return self.mask_size or self.image_size
 
+    def check_files(self) -> None:
+        """Checks from file headers alone (nothing is decoded) that the set can be evaluated.
+
+        The set has an image; every image and mask exists and opens as an image; every mask has
+        its image's size. The first problem in record order is raised.
+
+        Raises:
+            FileNotFoundError: an image or mask is missing.
+            ValueError: the set is empty, a file is not an image, or a mask's size differs from
+                its image's. Messages name the dataset and the file.
+        """
+        if not self.records:
+            raise ValueError(f"{self.name}: no image to evaluate under {self.root}")
+        with ThreadPoolExecutor(_CHECK_THREADS) as pool:
+            problems = [p for p in pool.map(self._check_record, self.records) if p is not None]
+        if problems:
+            more = len(problems) - 1
+            note = f" ({more} more file(s) with problems)" if more else ""
+            raise type(problems[0])(f"{problems[0]}{note}")
+
+    def _check_record(self, rec: Record) -> FileNotFoundError | ValueError | None:
+        try:
+            size = _header_size(rec.image_path, "image", self.name)
+            if rec.mask_path is None:
+                return None
+            mask_size = _header_size(rec.mask_path, "mask", self.name)
+        except (FileNotFoundError, ValueError) as err:
+            return err
+        if mask_size != size:
+            return ValueError(
+                f"{self.name}: mask {rec.mask_path} is {mask_size[0]}x{mask_size[1]}, its image "
+                f"{rec.image_path} is {size[0]}x{size[1]}; a mask must have its image's size"
+            )
+        return None
+
 
 def check_mask_threshold(threshold: float | None, name: str) -> float | None:
     """``threshold`` when it is None or a fraction in [0, 1).
@@ -133,3 +174,14 @@ def check_mask_threshold(threshold: float | None, name: str) -> float | None:
             f"(0.5 for soft 0-255 masks) or null for any non-zero pixel; got {threshold!r}"
         )
     return float(threshold)
+
+
+def _header_size(path: Path, kind: str, name: str) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}: {kind} {path} does not exist") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{name}: cannot read {kind} {path} as an image: {err}") from None

@@ -35,7 +35,7 @@ class DAGM(EvalDataset):
     Raises:
         FileNotFoundError: the root has no ``Class<k>/Test`` folder, a class or its
             ``Labels.txt`` is absent, or an image or mask listed there is missing.
-        ValueError: a ``Labels.txt`` row is malformed.
+        ValueError: a ``Labels.txt`` row is malformed, or it lists no image.
     """
 
     def __init__(
@@ -86,4 +86,6 @@ def _class_records(test: Path, category: str, name: str) -> list[Record]:
         if not mask.is_file():
             raise FileNotFoundError(f"{name}: mask {mask} for image {image} is missing")
         records.append(Record(image, mask, 1, category, "defect"))
+    if not records:
+        raise ValueError(f"{name}: {labels} lists no image of {category}")
     return sorted(records, key=lambda r: r.image_path.name)

@@ -45,7 +45,7 @@ class MTD(EvalDataset):
 
     Raises:
         FileNotFoundError: the root is missing or not in the MTD layout, a requested type is
-            absent, or a defective image has no mask; the message names the
+            absent or has no image, or a defective image has no mask; the message names the
             expected layout.
         ValueError: an id in ``include_ids`` / ``exclude_ids`` matches no image, or the
             selection is empty.
@@ -70,6 +70,12 @@ class MTD(EvalDataset):
                 f"expected {LAYOUT}"
             )
         images = {t: _images(found[t]) for t in found}
+        empty = [t for t in wanted if not images[t]]
+        if empty:
+            raise FileNotFoundError(
+                f"{name}: no images in {found[empty[0]]} (defect type {empty[0]}); "
+                f"expected {LAYOUT}"
+            )
         known = {p.stem for files in images.values() for p in files}
         for option, ids in (("include_ids", include_ids), ("exclude_ids", exclude_ids)):
             unknown = sorted(set(ids or ()) - known)
