@@ -1,24 +1,31 @@
-"""Checks when a run starts.
+"""Checks when a run starts, and the report of empty defect masks.
 
 * The datamodule rejects bad options in its constructor, naming them.
 * ``setup`` checks every evaluation file from its header (exists, opens, mask size = image size)
   before any model work.
+* A defective image whose mask is empty is counted per dataset (``empty_masks`` in
+  ``results.json``) and warned about once.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 from PIL import Image
 
+from anomalyvfm.callbacks.results import ResultsWriter
 from anomalyvfm.data import DAGM, MTD, AnomalyDataModule, FolderDataset, MVTecAD
 from tests.data.dagm import data as dagm_data
 from tests.data.mtd import data as mtd_data
+from tests.test_real_data import one_torch_thread, tiny_task
 
 SIZE = 32
 
@@ -191,3 +198,40 @@ def test_empty_test_folder_of_a_category_names_it(mvtec_root: Path, tmp_path: Pa
         folder.mkdir()
     with pytest.raises(FileNotFoundError, match=f"no test images under {re.escape(str(root))}"):
         MVTecAD(str(root))
+
+
+# -- empty masks, through a real trainer.test -----------------------
+
+
+def run_test(tmp: Path, *datasets: FolderDataset) -> tuple[Any, ResultsWriter]:
+    pl.seed_everything(0, verbose=False)
+    task = tiny_task(28)
+    writer = ResultsWriter(str(tmp / "out" / "results.json"), log_wandb=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with one_torch_thread():
+        trainer.test(task, datamodule=datamodule(*datasets), verbose=False)
+    return task, writer
+
+
+def test_empty_defect_masks_are_counted_and_warned_once(tmp_path: Path) -> None:
+    clean = folder_set(tmp_path / "clean", "clean")
+    holes = folder_set(tmp_path / "holes", "holes", num=4, empty_masks=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task, writer = run_test(tmp_path, clean, holes)
+    lines = [str(w.message) for w in caught if "empty mask" in str(w.message)]
+    assert len(lines) == 1
+    example = holes.records[4].image_path  # the first anomalous image, mask all zero
+    assert lines[0].startswith(f"holes: 2 defective image(s) have an empty mask, e.g. {example}")
+    assert task.eval_empty_masks == {"clean": 0, "holes": 2}
+    payload = json.loads(writer.path.read_text())
+    assert payload["datasets"]["clean"]["empty_masks"] == 0
+    assert payload["datasets"]["holes"]["empty_masks"] == 2

@@ -103,6 +103,7 @@ def test_evaluation_and_training_readers_agree(kind: str, tmp_path: Path) -> Non
     write_mask(kind, tmp_path / "eval" / "masks", "a")
     ds = FolderDataset("normal", "abnormal", "masks", root=str(tmp_path / "eval"))
     evaluated = ds[1]["mask"].numpy() > 0
+    assert not bool(ds[1]["empty_mask"])
     # Training: the reference layout of an offline synthetic set.
     layout = tmp_path / "train"
     for sub in ("train/ok", "train/bad"):
@@ -167,3 +168,20 @@ def test_read_mask_errors_name_the_file(tmp_path: Path) -> None:
 def test_datasets_reject_a_threshold_outside_zero_one(threshold: float, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"folder: mask_threshold must be a fraction in \[0, 1\)"):
         FolderDataset(str(tmp_path), str(tmp_path), mask_threshold=threshold)
+
+
+def test_defective_image_with_an_empty_mask_is_flagged(tmp_path: Path) -> None:
+    image = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+    for sub in ("normal", "abnormal"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(image).save(tmp_path / sub / "a.png")
+        Image.fromarray(image).save(tmp_path / sub / "b.png")
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(_grey(255)).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(_grey(0)).save(tmp_path / "masks" / "b.png")
+    ds = FolderDataset("normal", "abnormal", "masks", root=str(tmp_path))
+    flags = [bool(ds[i]["empty_mask"]) for i in range(len(ds))]
+    assert [r.label for r in ds.records] == [0, 0, 1, 1]
+    assert flags == [False, False, False, True]  # normal images are never flagged
+    image_level = FolderDataset("normal", "abnormal", root=str(tmp_path))
+    assert not any(bool(image_level[i]["empty_mask"]) for i in range(len(image_level)))

@@ -173,5 +173,10 @@ def test_real_set_is_evaluated_in_full(
         assert not any(metric.startswith("pixel_") for metric in values)
     for metric, value in values.items():
         assert not math.isnan(value) and 0.0 <= value <= 1.0, (metric, value)
+    # Defective images without a marked pixel are counted: MTD's four Uneven tiles.
+    if pixel_level:
+        assert task.eval_empty_masks[name] == (4 if name == "mtd" else 0)
+    else:
+        assert name not in task.eval_empty_masks
     means = task.dataset_means[name]  # one category: its dataset mean is its value
     assert {m: means[m] for m in expected} == pytest.approx({m: values[m] for m in expected})

@@ -10,7 +10,8 @@ protocol. :class:`ResultsWriter` turns them into:
   %) under a line stating the protocol;
 * ``<stem>_categories.md``: the same columns per category;
 * the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
-  overall mean and the ``extra`` fields);
+  overall mean, per pixel-level dataset the number of defective images with an empty mask
+  (``empty_masks``), and the ``extra`` fields);
 * with a W&B logger: two ``wandb.Table``s, the headline means in the run summary
   (``test/mean/<metric>``) and the protocol in the run config.
 """
@@ -44,6 +45,7 @@ class EvalReport:
         overall_mean: ``{metric: mean over datasets}``.
         counts: ``{dataset: {category: number of images}}``.
         protocol: evaluation protocol (resolution, mean filter, resize, metric mode, ...).
+        empty_masks: ``{dataset: defective images whose mask is empty}`` (pixel-level sets).
     """
 
     results: Results
@@ -51,6 +53,7 @@ class EvalReport:
     overall_mean: dict[str, float] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+    empty_masks: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Means follow the method's protocol (categories, then datasets, NaN ignored) when the
@@ -88,6 +91,7 @@ class EvalReport:
             overall_mean=dict(getattr(pl_module, "overall_mean", None) or {}),
             counts=dict(getattr(pl_module, "eval_counts", None) or {}),
             protocol=protocol,
+            empty_masks=dict(getattr(pl_module, "eval_empty_masks", None) or {}),
         )
 
 
@@ -265,6 +269,7 @@ def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str
                 "categories": res,
                 "mean": report.dataset_means[d],
                 "num_images": report.counts.get(d, {}),
+                **({"empty_masks": report.empty_masks[d]} if d in report.empty_masks else {}),
             }
             for d, res in report.results.items()
         },

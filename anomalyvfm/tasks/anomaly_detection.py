@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any, Literal, TypeVar, cast
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -119,8 +120,12 @@ class AnomalyVFM(pl.LightningModule):
         self.dataset_means: dict[str, dict[str, float]] = {}
         self.overall_mean: dict[str, float] = {}
         self.eval_counts: dict[str, dict[str, int]] = {}
+        self.eval_empty_masks: dict[str, int] = {}
         self.eval_protocol: dict[str, Any] = {}
         self.compiled = False
+        # A file of each dataset with an empty defect mask, and the datasets already warned about.
+        self._empty_mask_example: dict[str, str] = {}
+        self._empty_mask_warned: set[str] = set()
 
     def configure_models(self) -> None:
         """Builds the pure-torch model."""
@@ -143,6 +148,7 @@ class AnomalyVFM(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "eval_datasets"):
             return
+        self._empty_mask_example = {}
         for ds in datamodule.eval_datasets(stage):
             self.evaluators[ds.name] = AnomalyEvaluator(
                 ds.categories,
@@ -224,6 +230,7 @@ class AnomalyVFM(pl.LightningModule):
         low = self.model.postprocess(out, out.anomaly_logits.shape[-2:])
         maps, masks = _maps_at_mask_sizes(low.anomaly_map, batch)
         name = batch["dataset"][0]
+        empty = batch.get("empty_mask")
         if name in self.evaluators:
             cast(AnomalyEvaluator, self.evaluators[name]).update(
                 low.pred_score,
@@ -232,7 +239,11 @@ class AnomalyVFM(pl.LightningModule):
                 maps,
                 masks,
                 batch.get("index"),
+                empty,
             )
+        if empty is not None and bool(empty.any()):
+            first = int(torch.nonzero(empty)[0, 0])
+            self._empty_mask_example.setdefault(name, batch["path"][first])
         size = tuple(batch["image"].shape[-2:])
         full = F.interpolate(low.anomaly_map[:, None], size, mode="bilinear", align_corners=False)
         return {"pred_score": low.pred_score, "anomaly_map": full[:, 0]}
@@ -261,9 +272,26 @@ class AnomalyVFM(pl.LightningModule):
 
     def _log_results(self, stage: str) -> None:
         """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
+        self.compute_results()
+        for name, res in self.results.items():
+            for category, values in res.items():
+                self._log_values(f"{stage}/{name}/{category}", values)
+            self._log_values(f"{stage}/{name}", self.dataset_means[name])
+        if self.dataset_means:
+            self._log_values(f"{stage}/mean", self.overall_mean)
+
+    def compute_results(self, names: Collection[str] | None = None) -> None:
+        """Computes (and resets) the evaluators of ``names`` (all when None) into ``results``,
+        ``eval_counts``, ``eval_empty_masks``, ``dataset_means`` and ``overall_mean``.
+
+        A dataset with defective images whose mask is empty gets one warning per run naming
+        the count and an example file.
+        """
         per_dataset: dict[str, dict[str, float]] = {}
-        self.results, self.eval_counts = {}, {}
+        self.results, self.eval_counts, self.eval_empty_masks = {}, {}, {}
         for name, module in self.evaluators.items():
+            if names is not None and name not in names:
+                continue
             evaluator = cast(AnomalyEvaluator, module)
             res = evaluator.compute()
             evaluator.reset()
@@ -271,14 +299,23 @@ class AnomalyVFM(pl.LightningModule):
                 continue
             self.results[name] = res
             self.eval_counts[name] = dict(evaluator.num_images)
+            if evaluator.pixel_labels:
+                self.eval_empty_masks[name] = evaluator.num_empty_masks
+                self._warn_empty_masks(name, evaluator.num_empty_masks)
             per_dataset[name] = mean_over(res)
-            for category, values in res.items():
-                self._log_values(f"{stage}/{name}/{category}", values)
-            self._log_values(f"{stage}/{name}", per_dataset[name])
         self.dataset_means = per_dataset
         self.overall_mean = mean_over(per_dataset)
-        if per_dataset:
-            self._log_values(f"{stage}/mean", self.overall_mean)
+
+    def _warn_empty_masks(self, name: str, count: int) -> None:
+        if count == 0 or name in self._empty_mask_warned:
+            return
+        self._empty_mask_warned.add(name)
+        example = self._empty_mask_example.get(name)
+        where = f", e.g. {example}" if example else ""
+        rank_zero_warn(
+            f"{name}: {count} defective image(s) have an empty mask{where}; their pixels all "
+            "count as normal. Check the mask files or the dataset's mask_threshold."
+        )
 
     def _log_values(self, prefix: str, values: dict[str, float]) -> None:
         for metric, value in values.items():

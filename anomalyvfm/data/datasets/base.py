@@ -104,6 +104,7 @@ class EvalDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]
         image, mask = self.read(index)
+        empty = rec.label == 1 and self.pixel_labels and not mask.any()
         return Sample(
             image=image_to_tensor(image, self.image_size, self.resize),
             mask=mask_to_tensor(mask.astype(np.float32), self._mask_target(), self.resize),
@@ -113,6 +114,7 @@ class EvalDataset(Dataset[Sample]):
             category=rec.category,
             has_mask=torch.tensor(self.pixel_labels),
             index=torch.tensor(index, dtype=torch.long),
+            empty_mask=torch.tensor(empty),
         )
 
     def _mask_target(self) -> int | None:
