@@ -1,10 +1,11 @@
-"""Checks when a run starts, and the report of empty defect masks.
+"""Checks when a run starts, the report of empty defect masks, and results kept after a failure.
 
 * The datamodule rejects bad options in its constructor, naming them.
 * ``setup`` checks every evaluation file from its header (exists, opens, mask size = image size)
   before any model work.
 * A defective image whose mask is empty is counted per dataset (``empty_masks`` in
   ``results.json``) and warned about once.
+* A ``test`` run whose second dataset fails still writes the first dataset's results.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anomalyvfm.batch import Sample
 from anomalyvfm.callbacks.results import ResultsWriter
 from anomalyvfm.data import DAGM, MTD, AnomalyDataModule, FolderDataset, MVTecAD
 from tests.data.dagm import data as dagm_data
@@ -200,10 +202,23 @@ def test_empty_test_folder_of_a_category_names_it(mvtec_root: Path, tmp_path: Pa
         MVTecAD(str(root))
 
 
-# -- empty masks, through a real trainer.test -----------------------
+# -- empty masks and results after a failure, through a real trainer.test -----------------------
 
 
-def run_test(tmp: Path, *datasets: FolderDataset) -> tuple[Any, ResultsWriter]:
+class FailsAt(FolderDataset):
+    """A folder set whose item ``at`` fails to load, as a file that breaks mid-run would."""
+
+    at = 3
+
+    def __getitem__(self, index: int) -> Sample:
+        if index == self.at:
+            raise ValueError(f"{self.name}: cannot read image {self.records[index].image_path}")
+        return super().__getitem__(index)
+
+
+def run_test(
+    tmp: Path, *datasets: FolderDataset, before: list[pl.Callback] | None = None
+) -> tuple[Any, ResultsWriter]:
     pl.seed_everything(0, verbose=False)
     task = tiny_task(28)
     writer = ResultsWriter(str(tmp / "out" / "results.json"), log_wandb=False)
@@ -211,7 +226,7 @@ def run_test(tmp: Path, *datasets: FolderDataset) -> tuple[Any, ResultsWriter]:
         accelerator="cpu",
         devices=1,
         logger=False,
-        callbacks=[writer],
+        callbacks=[*(before or []), writer],
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
@@ -235,3 +250,46 @@ def test_empty_defect_masks_are_counted_and_warned_once(tmp_path: Path) -> None:
     payload = json.loads(writer.path.read_text())
     assert payload["datasets"]["clean"]["empty_masks"] == 0
     assert payload["datasets"]["holes"]["empty_masks"] == 2
+    assert "incomplete" not in payload
+
+
+def test_results_of_finished_datasets_are_written_when_a_later_one_fails(tmp_path: Path) -> None:
+    first = folder_set(tmp_path / "first", "first")
+    folder_set(tmp_path / "second", "second")  # the files, read again by the failing set
+    second = FailsAt("normal", "abnormal", "masks", name="second", root=str(tmp_path / "second"))
+    with pytest.raises(ValueError, match="second: cannot read image"):
+        run_test(tmp_path, first, second)
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(payload["datasets"]) == ["first"]
+    values = payload["datasets"]["first"]["categories"]["folder"]
+    assert values["pixel_AUROC"] is not None and values["image_AUROC"] is not None
+    assert payload["datasets"]["first"]["num_images"] == {"folder": 6}
+    assert payload["incomplete"]["datasets_without_results"] == ["second"]
+    assert "second: cannot read image" in payload["incomplete"]["error"]
+    md = (tmp_path / "out" / "results_datasets.md").read_text()
+    assert "first (1)" in md and "second" not in md
+
+
+def test_nothing_is_written_when_the_first_dataset_fails(tmp_path: Path) -> None:
+    folder_set(tmp_path / "only", "only")
+    only = FailsAt("normal", "abnormal", "masks", name="only", root=str(tmp_path / "only"))
+    with pytest.raises(ValueError, match="only: cannot read image"):
+        run_test(tmp_path, only)
+    assert not (tmp_path / "out").exists()
+
+
+class FailsAtTestEnd(pl.Callback):
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise RuntimeError("a callback failed after the evaluation")
+
+
+def test_results_computed_before_a_later_failure_are_kept(tmp_path: Path) -> None:
+    first, second = folder_set(tmp_path / "a", "a"), folder_set(tmp_path / "b", "b")
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        run_test(tmp_path, first, second, before=[FailsAtTestEnd()])
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(payload["datasets"]) == ["a", "b"]
+    assert payload["incomplete"] == {
+        "error": "RuntimeError: a callback failed after the evaluation",
+        "datasets_without_results": [],
+    }

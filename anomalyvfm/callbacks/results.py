@@ -14,6 +14,10 @@ protocol. :class:`ResultsWriter` turns them into:
   (``empty_masks``), and the ``extra`` fields);
 * with a W&B logger: two ``wandb.Table``s, the headline means in the run summary
   (``test/mean/<metric>``) and the protocol in the run config.
+
+When a ``test`` run stops on an error, the datasets evaluated before it still get their files:
+the summary JSON then has ``incomplete`` (the error and the datasets left without results), and
+the error goes on to end the run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from anomalyvfm.metric_names import ALL_METRIC_NAMES, HEADERS
 from anomalyvfm.metrics.evaluator import mean_over
@@ -46,6 +51,7 @@ class EvalReport:
         counts: ``{dataset: {category: number of images}}``.
         protocol: evaluation protocol (resolution, mean filter, resize, metric mode, ...).
         empty_masks: ``{dataset: defective images whose mask is empty}`` (pixel-level sets).
+        incomplete: for a run stopped by an error: ``error`` and ``datasets_without_results``.
     """
 
     results: Results
@@ -54,6 +60,7 @@ class EvalReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
     empty_masks: dict[str, int] = field(default_factory=dict)
+    incomplete: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Means follow the method's protocol (categories, then datasets, NaN ignored) when the
@@ -131,6 +138,42 @@ class ResultsWriter(pl.Callback):
         print("results written to " + ", ".join(str(p) for p in self.written.values()))
         if self.log_wandb:
             log_to_wandb(trainer, report)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A ``test`` stopped by an error: writes the files of the datasets already evaluated.
+
+        Loaders run in order, so every dataset before the failing one is complete. Nothing is
+        written when none is, or under several processes (their metric states cannot be
+        gathered once one process has failed). The error itself is left to end the run.
+        """
+        compute = getattr(pl_module, "compute_finished", None)
+        if trainer.state.fn != TrainerFn.TESTING or compute is None:
+            return
+        if trainer.world_size > 1:
+            rank_zero_warn("the test run failed; partial results are not written under DDP")
+            return
+        try:
+            missing = compute()
+            report = EvalReport.from_module(trainer, pl_module)
+            if not report.results:
+                return
+            report.incomplete = {
+                "error": f"{type(exception).__name__}: {exception}",
+                "datasets_without_results": missing,
+            }
+            self.written = self.write(report)
+        except Exception as err:  # the run's own error matters more than this one
+            rank_zero_warn(f"could not write the results of the finished datasets: {err}")
+            return
+        print(dataset_table(report, self.display_names))
+        lacking = f"; no results for {', '.join(missing)}" if missing else ""
+        print(
+            f"the run failed; results of {', '.join(report.results)} written to "
+            + ", ".join(str(p) for p in self.written.values())
+            + lacking
+        )
 
     def write(self, report: EvalReport) -> dict[str, Path]:
         """Writes every file; returns their paths by kind."""
@@ -275,6 +318,7 @@ def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str
         },
         "mean": report.overall_mean,
         "num_datasets": len(report.results),
+        **({"incomplete": report.incomplete} if report.incomplete else {}),
     }
 
 

@@ -123,7 +123,11 @@ class AnomalyVFM(pl.LightningModule):
         self.eval_empty_masks: dict[str, int] = {}
         self.eval_protocol: dict[str, Any] = {}
         self.compiled = False
-        # A file of each dataset with an empty defect mask, and the datasets already warned about.
+        # Datasets of the current evaluation, those whose loader this process has finished, a
+        # file of each with an empty defect mask, and those already warned about.
+        self._eval_names: list[str] = []
+        self._finished: set[str] = set()
+        self._computed = False
         self._empty_mask_example: dict[str, str] = {}
         self._empty_mask_warned: set[str] = set()
 
@@ -148,7 +152,8 @@ class AnomalyVFM(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "eval_datasets"):
             return
-        self._empty_mask_example = {}
+        self._eval_names = [ds.name for ds in datamodule.eval_datasets(stage)]
+        self._finished, self._empty_mask_example, self._computed = set(), {}, False
         for ds in datamodule.eval_datasets(stage):
             self.evaluators[ds.name] = AnomalyEvaluator(
                 ds.categories,
@@ -254,7 +259,15 @@ class AnomalyVFM(pl.LightningModule):
         return self._eval_step(batch)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        return self._eval_step(batch)
+        out = self._eval_step(batch)
+        # Loaders run one after the other: after a loader's last batch its dataset is complete,
+        # and its results can be computed even if a later dataset fails (compute_finished).
+        if (
+            self._trainer is not None
+            and batch_idx + 1 >= self.trainer.num_test_batches[dataloader_idx]
+        ):
+            self._finished.add(batch["dataset"][0])
+        return out
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
         pred = self.model.predict(batch["image"])
@@ -273,6 +286,7 @@ class AnomalyVFM(pl.LightningModule):
     def _log_results(self, stage: str) -> None:
         """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
         self.compute_results()
+        self._computed = True
         for name, res in self.results.items():
             for category, values in res.items():
                 self._log_values(f"{stage}/{name}/{category}", values)
@@ -305,6 +319,16 @@ class AnomalyVFM(pl.LightningModule):
             per_dataset[name] = mean_over(res)
         self.dataset_means = per_dataset
         self.overall_mean = mean_over(per_dataset)
+
+    def compute_finished(self) -> list[str]:
+        """Results of the datasets whose loader finished, after a ``test`` stopped by an error.
+
+        Returns:
+            The names of this run's datasets left without results.
+        """
+        if not self._computed:  # else the error came after the results were computed
+            self.compute_results([n for n in self._eval_names if n in self._finished])
+        return [n for n in self._eval_names if n not in self.results]
 
     def _warn_empty_masks(self, name: str, count: int) -> None:
         if count == 0 or name in self._empty_mask_warned:
