@@ -217,11 +217,15 @@ class FailsAt(FolderDataset):
 
 
 def run_test(
-    tmp: Path, *datasets: FolderDataset, before: list[pl.Callback] | None = None
+    tmp: Path,
+    *datasets: FolderDataset,
+    before: list[pl.Callback] | None = None,
+    task: Any = None,
+    writer: ResultsWriter | None = None,
 ) -> tuple[Any, ResultsWriter]:
     pl.seed_everything(0, verbose=False)
-    task = tiny_task(28)
-    writer = ResultsWriter(str(tmp / "out" / "results.json"), log_wandb=False)
+    task = task or tiny_task(28)
+    writer = writer or ResultsWriter(str(tmp / "out" / "results.json"), log_wandb=False)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -293,3 +297,14 @@ def test_results_computed_before_a_later_failure_are_kept(tmp_path: Path) -> Non
         "error": "RuntimeError: a callback failed after the evaluation",
         "datasets_without_results": [],
     }
+
+
+def test_a_run_failing_at_its_file_check_leaves_the_previous_results(tmp_path: Path) -> None:
+    good = folder_set(tmp_path / "good", "good")
+    task, writer = run_test(tmp_path, good)
+    written = writer.path.read_text()
+    bad = folder_set(tmp_path / "bad", "bad")
+    bad.records[0].image_path.unlink()
+    with pytest.raises(FileNotFoundError, match="bad: image"):
+        run_test(tmp_path, bad, task=task, writer=writer)
+    assert writer.path.read_text() == written  # not rewritten from the earlier run's state

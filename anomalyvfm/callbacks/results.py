@@ -129,9 +129,18 @@ class ResultsWriter(pl.Callback):
         self.display_names = dict(display_names or {})
         self.log_wandb = log_wandb
         self.written: dict[str, Path] = {}
+        # Whether a test run got past its setup: only then can it have results of its own.
+        self._testing = False
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._testing = True
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._testing = False
+        self._write_and_show(trainer, pl_module)
 
     @rank_zero_only
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _write_and_show(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         report = EvalReport.from_module(trainer, pl_module)
         self.written = self.write(report)
         print(dataset_table(report, self.display_names))
@@ -145,11 +154,13 @@ class ResultsWriter(pl.Callback):
         """A ``test`` stopped by an error: writes the files of the datasets already evaluated.
 
         Loaders run in order, so every dataset before the failing one is complete. Nothing is
-        written when none is, or under several processes (their metric states cannot be
+        written when none is, when the run failed before it started testing (its setup, e.g.
+        the check of the files), or under several processes (their metric states cannot be
         gathered once one process has failed). The error itself is left to end the run.
         """
+        testing, self._testing = self._testing, False
         compute = getattr(pl_module, "compute_finished", None)
-        if trainer.state.fn != TrainerFn.TESTING or compute is None:
+        if trainer.state.fn != TrainerFn.TESTING or compute is None or not testing:
             return
         if trainer.world_size > 1:
             rank_zero_warn("the test run failed; partial results are not written under DDP")
