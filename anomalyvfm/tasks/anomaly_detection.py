@@ -154,6 +154,7 @@ class AnomalyVFM(pl.LightningModule):
             return
         self._eval_names = [ds.name for ds in datamodule.eval_datasets(stage)]
         self._finished, self._empty_mask_example, self._computed = set(), {}, False
+        self._empty_mask_warned = set()  # once per dataset and run (fit: over all validations)
         for ds in datamodule.eval_datasets(stage):
             self.evaluators[ds.name] = AnomalyEvaluator(
                 ds.categories,
