@@ -11,7 +11,9 @@ A sample is a dict with these keys (the default collate stacks tensors and lists
 * ``has_mask``: bool scalar, whether pixel metrics are meaningful for this sample.
 
 Evaluation samples also carry ``index``, their position in the dataset, which lets metrics put
-samples gathered from several processes back into dataset order. Evaluation batches
+samples gathered from several processes back into dataset order, and ``empty_mask``, a bool
+scalar that is True for a defective image of a pixel-level set whose mask has no anomalous pixel
+(such images are counted and reported). Evaluation batches
 (:func:`anomalyvfm.data.evaluation.collate_eval`) also carry ``mask_size`` (B, 2): each mask's
 (height, width); masks of different sizes are padded with -1.
 """
@@ -42,6 +44,7 @@ class Sample(TypedDict):
     category: str
     has_mask: Tensor
     index: NotRequired[Tensor]
+    empty_mask: NotRequired[Tensor]
 
 
 class Batch(TypedDict):
@@ -55,4 +58,5 @@ class Batch(TypedDict):
     category: list[str]
     has_mask: Tensor
     index: NotRequired[Tensor]
+    empty_mask: NotRequired[Tensor]
     mask_size: NotRequired[Tensor]

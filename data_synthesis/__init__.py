@@ -9,7 +9,7 @@ from data_synthesis.cutpaste import CutPasteGenerator
 from data_synthesis.filter import FeatureDistanceFilter, FilterResult
 from data_synthesis.foreground import SegmentationForeground, compute_foreground, foreground_mask
 from data_synthesis.inpaint import DiffusionInpaintGenerator
-from data_synthesis.io import list_images, load_image
+from data_synthesis.io import list_images, load_image, read_mask
 from data_synthesis.noise import NoiseTextureGenerator
 from data_synthesis.normals import NormalImageGenerator
 from data_synthesis.perlin import perlin_mask
@@ -33,4 +33,5 @@ __all__ = [
     "load_image",
     "load_vocabulary",
     "perlin_mask",
+    "read_mask",
 ]

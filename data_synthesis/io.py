@@ -151,3 +151,74 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
+
+
+# The largest value of each single-band integer mode, so a threshold can be a fraction of it.
+_BAND_MAX = {"1": 1.0, "L": 255.0, "F": 1.0, **{m: 65535.0 for m in _SIXTEEN_BIT_MODES}}
+# Formats whose compression leaves values near, not at, 0 and the maximum.
+_LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP"})
+# The threshold a lossy mask gets when none is given: half of the format's maximum.
+LOSSY_MASK_THRESHOLD = 0.5
+
+
+def mask_values(img: Image.Image) -> tuple[np.ndarray, float]:
+    """Per-pixel strength of a decoded mask image and the largest value its format can hold.
+
+    The strength of a pixel is its largest colour channel (grey value, palette colour, R/G/B),
+    scaled by its opacity when the image has an alpha channel: a transparent pixel is empty,
+    whatever colour is stored under it.
+    """
+    mode = img.mode
+    if mode in _BAND_MAX:
+        return np.asarray(img).astype(np.float32), _BAND_MAX[mode]
+    if mode in {"LA", "La", "PA", "RGBA", "RGBa"} or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        return rgba[..., :3].max(axis=2) * (rgba[..., 3] / 255.0), 255.0
+    rgb = img if mode == "RGB" else img.convert("RGB")
+    return np.asarray(rgb, dtype=np.float32).max(axis=2), 255.0
+
+
+def read_mask(
+    path: str | Path,
+    threshold: float | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Read a ground-truth or synthetic mask file as a boolean (H, W) array (True = anomalous).
+
+    The one rule by which every part of the package reads a mask: a pixel is anomalous where
+    any of its channels is non-zero, whatever the encoding (0/1 or 0/255 grey, a colour on
+    black, a palette, 16-bit, with or without alpha; see :func:`mask_values`). Soft masks take
+    ``threshold``: a pixel is anomalous where its value exceeds that fraction of the format's
+    maximum (0.5: above 127 in an 8-bit file). JPEG-like files cannot hold exact zeros around
+    a shape, so without a threshold they are cut at half (:data:`LOSSY_MASK_THRESHOLD`).
+
+    Args:
+        path: mask file.
+        threshold: fraction in [0, 1) of the format's maximum; None for any non-zero value.
+        shape: expected (H, W), usually the image's; checked when given.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file cannot be decoded, ``threshold`` is outside [0, 1), or the mask's
+            size differs from ``shape``; the message names the file.
+    """
+    path = Path(path)
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise ValueError(f"mask threshold must be in [0, 1) or None, got {threshold!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            values, top = mask_values(img)
+            lossy = img.format in _LOSSY_FORMATS
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read mask {path}: {exc}") from exc
+    if threshold is None and lossy:
+        threshold = LOSSY_MASK_THRESHOLD
+    mask = values > (threshold or 0.0) * top
+    if shape is not None and mask.shape != tuple(shape[:2]):
+        raise ValueError(
+            f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image is {shape[1]}x{shape[0]}"
+        )
+    return mask

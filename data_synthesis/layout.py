@@ -2,13 +2,15 @@
 
 ``<root>/train/ok/<stem>.png`` holds the normal images, ``<root>/train/bad/<stem>.png`` the
 anomalous ones and ``<root>/ground_truth/bad/<stem>.png`` (or ``<stem>_mask.png``) the mask of
-each anomalous image. A normal and an anomalous image with the same stem form a pair.
+each anomalous image. A normal and an anomalous image with the same stem form a pair. Masks are
+read by :func:`data_synthesis.io.read_mask`, the rule every mask of the package is read by (any
+non-zero channel is anomalous).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from data_synthesis.io import list_images, load_image
+from data_synthesis.io import list_images, load_image, read_mask
 
 OK_DIR = "train/ok"
 BAD_DIR = "train/bad"
@@ -33,13 +35,18 @@ CheckMode = Literal["header", "decode", "off"]
 _NAMES_SHOWN = 5
 
 
-def check_image(path: Path, mode: CheckMode = "header") -> str | None:
-    """Why ``path`` cannot be used as an image, or None when it can (as far as ``mode`` checks)."""
+def check_image(
+    path: Path, mode: CheckMode = "header", read: Callable[[Path], object] = load_image
+) -> str | None:
+    """Why ``path`` cannot be used as an image, or None when it can (as far as ``mode`` checks).
+
+    ``read`` decodes the file in ``decode`` mode (:func:`read_mask` for masks).
+    """
     if mode == "off":
         return None
     try:
         if mode == "decode":
-            load_image(path)
+            read(path)
         else:
             with Image.open(path) as img:
                 img.verify()
@@ -49,9 +56,11 @@ def check_image(path: Path, mode: CheckMode = "header") -> str | None:
 
 
 def readable_images(
-    paths: Sequence[Path], mode: CheckMode, where: str
+    paths: Sequence[Path], mode: CheckMode, where: str, masks: Collection[Path] = ()
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Split ``paths`` into usable files and skipped (file, reason) pairs; warn about skips.
+
+    Files in ``masks`` are decoded as masks, the others as images.
 
     Raises:
         ValueError: If no file is usable; the message names ``where`` and the first reasons.
@@ -59,7 +68,7 @@ def readable_images(
     good: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for path in paths:
-        reason = check_image(path, mode)
+        reason = check_image(path, mode, read_mask if path in masks else load_image)
         if reason is None:
             good.append(path)
         else:
@@ -78,18 +87,19 @@ def describe_skipped(skipped: Sequence[tuple[Path, str]]) -> str:
     return f"{len(skipped)} unreadable file(s): {shown}{more}"
 
 
-def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a mask of any image mode as float32 (H, W) in {0, 1}; values above half are 1.
+def read_item(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """An image of the layout and its mask: float32 (H, W, 3) in [0, 1] and (H, W) in {0, 1}.
+
+    A normal image (``mask_path`` None) gets an empty mask.
 
     Raises:
-        ValueError: If the file cannot be read or its size differs from ``shape`` = (H, W).
+        FileNotFoundError: a file is missing.
+        ValueError: a file cannot be decoded, or the mask's size differs from its image's.
     """
-    mask = load_image(path).max(axis=2) > 0.5
-    if mask.shape != shape:
-        raise ValueError(
-            f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image is {shape[1]}x{shape[0]}"
-        )
-    return mask.astype(np.float32)
+    image = load_image(image_path)
+    if mask_path is None:
+        return image, np.zeros(image.shape[:2], np.float32)
+    return image, read_mask(mask_path, shape=image.shape[:2]).astype(np.float32)
 
 
 @dataclass
@@ -181,7 +191,10 @@ def read_layout(root: str | Path, check: CheckMode = "header") -> SyntheticLayou
     pairs = _match_masks(bad, masks, root)
     normals, skipped = readable_images(normals, check, str(root / OK_DIR))
     readable, skipped_pairs = readable_images(
-        [p for pair in pairs for p in pair], check, f"{root / BAD_DIR} and {root / MASK_DIR}"
+        [p for pair in pairs for p in pair],
+        check,
+        f"{root / BAD_DIR} and {root / MASK_DIR}",
+        masks={mask for _, mask in pairs},
     )
     usable = set(readable)
     pairs = [(img, mask) for img, mask in pairs if img in usable and mask in usable]

@@ -42,12 +42,6 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_mask(path: Path) -> np.ndarray:
-    """Read a mask PNG written by :func:`encode_png` as float32 {0, 1}."""
-    with Image.open(path) as img:
-        return (np.asarray(img.convert("L")) > 127).astype(np.float32)
-
-
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

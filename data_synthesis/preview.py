@@ -18,7 +18,7 @@ from PIL import Image
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.cutpaste import MASK_TYPES, CutPasteGenerator
 from data_synthesis.io import list_images, load_image, resize_image
-from data_synthesis.layout import is_layout_root, load_mask, read_layout
+from data_synthesis.layout import is_layout_root, read_item, read_layout
 from data_synthesis.noise import NoiseTextureGenerator
 
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -135,8 +135,7 @@ def dataset_samples(root: str | Path, num: int, seed: int, size: int) -> list[Tr
     samples = []
     for k in order.tolist():
         normal_path, bad_path, mask_path = pairs[k]
-        anomalous = load_image(bad_path)
-        mask = load_mask(mask_path, anomalous.shape[:2])
+        anomalous, mask = read_item(bad_path, mask_path)
         samples.append(
             (
                 resize_image(load_image(normal_path), (size, size)),

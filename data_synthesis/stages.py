@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_synthesis.io import list_images, load_image, resize_image
-from data_synthesis.manifest import Record, load_mask
+from data_synthesis.io import list_images, load_image, read_mask, resize_image
+from data_synthesis.manifest import Record
 
 STAGES: tuple[str, ...] = ("normals", "anomalies", "filter")
 STAGE_IDS: dict[str, int] = {"normals": 0, "anomalies": 1, "filter": 2}
@@ -282,7 +282,7 @@ class FilterStage(Stage):
                 self.out / self.inputs["normals"][index]["files"]["image"]["path"]
             ),
             "anomalous": load_image(self.out / files["image"]["path"]),
-            "box": load_mask(self.out / files["mask"]["path"]),
+            "box": read_mask(self.out / files["mask"]["path"]).astype(np.float32),
         }
 
     def _masks(self, items: list[Item]) -> list[tuple[np.ndarray, bool, dict[str, Any]]]:

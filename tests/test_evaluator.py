@@ -67,6 +67,22 @@ def test_image_level_dataset_skips_pixel_metrics_and_bad_input_fails() -> None:
         )
 
 
+def test_empty_defect_masks_are_counted_over_batches_and_reset() -> None:
+    ev = AnomalyEvaluator(["x"])
+    masks = torch.zeros(3, 4, 4)
+    masks[0, 1:3, 1:3] = 1
+    args = (torch.tensor([0.2, 0.9, 0.8]), torch.tensor([0, 1, 1]), ["x"] * 3, torch.rand(3, 4, 4))
+    ev.update(*args, masks, empty_masks=torch.tensor([False, True, True]))
+    ev.update(*args, masks, empty_masks=torch.tensor([False, False, True]))
+    ev.update(*args, masks)  # a batch without the flag adds nothing
+    ev.compute()
+    assert ev.num_empty_masks == 3 and ev.num_images == {"x": 9}
+    ev.reset()
+    ev.update(*args, masks, empty_masks=torch.tensor([False, False, True]))
+    ev.compute()
+    assert ev.num_empty_masks == 1
+
+
 def test_mean_over_ignores_undefined_values() -> None:
     assert mean_over({"a": {"image_AUROC": math.nan}, "b": {"image_AUROC": 0.5}}) == {
         "image_AUROC": 0.5

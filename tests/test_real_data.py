@@ -22,12 +22,13 @@ from PIL import Image
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.data.datamodules.anomaly import AnomalyDataModule
-from anomalyvfm.data.datasets.base import EvalDataset, _load_mask
+from anomalyvfm.data.datasets.base import EvalDataset
 from anomalyvfm.data.datasets.headct import HeadCT
 from anomalyvfm.data.datasets.mtd import MTD
 from anomalyvfm.data.datasets.mvtec import MPDD
 from anomalyvfm.models.decoder import DecoderConfig
 from anomalyvfm.tasks import AnomalyVFM
+from data_synthesis.io import read_mask
 from tests.conftest import SHARED_DATA, TINY_VIT
 
 IMAGE_METRICS = ("image_AUROC", "image_AP", "image_F1max")
@@ -89,8 +90,8 @@ def test_real_counts_labels_and_masks(name: str) -> None:
         assert rec.mask_path is not None
         with Image.open(rec.image_path) as im:  # reads the header only
             width, height = im.size
-        # The reader's own mask loading: thresholded, and checked against the image's size.
-        mask = _load_mask(rec.mask_path, (height, width), rec.mask_threshold)
+        # The package's mask rule with the set's threshold, checked against the image's size.
+        mask = read_mask(rec.mask_path, ds.mask_threshold, (height, width))
         if not mask.any():
             empty.append(rec)
     # MTD ships four Uneven tiles with an all-zero mask (see tests/test_mtd.py); no other set
@@ -172,5 +173,10 @@ def test_real_set_is_evaluated_in_full(
         assert not any(metric.startswith("pixel_") for metric in values)
     for metric, value in values.items():
         assert not math.isnan(value) and 0.0 <= value <= 1.0, (metric, value)
+    # Defective images without a marked pixel are counted: MTD's four Uneven tiles.
+    if pixel_level:
+        assert task.eval_empty_masks[name] == (4 if name == "mtd" else 0)
+    else:
+        assert name not in task.eval_empty_masks
     means = task.dataset_means[name]  # one category: its dataset mean is its value
     assert {m: means[m] for m in expected} == pytest.approx({m: values[m] for m in expected})

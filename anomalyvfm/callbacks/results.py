@@ -10,9 +10,14 @@ protocol. :class:`ResultsWriter` turns them into:
   %) under a line stating the protocol;
 * ``<stem>_categories.md``: the same columns per category;
 * the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
-  overall mean and the ``extra`` fields);
+  overall mean, per pixel-level dataset the number of defective images with an empty mask
+  (``empty_masks``), and the ``extra`` fields);
 * with a W&B logger: two ``wandb.Table``s, the headline means in the run summary
   (``test/mean/<metric>``) and the protocol in the run config.
+
+When a ``test`` run stops on an error, the datasets evaluated before it still get their files:
+the summary JSON then has ``incomplete`` (the error and the datasets left without results), and
+the error goes on to end the run.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from anomalyvfm.metric_names import ALL_METRIC_NAMES, HEADERS
 from anomalyvfm.metrics.evaluator import mean_over
@@ -44,6 +50,8 @@ class EvalReport:
         overall_mean: ``{metric: mean over datasets}``.
         counts: ``{dataset: {category: number of images}}``.
         protocol: evaluation protocol (resolution, mean filter, resize, metric mode, ...).
+        empty_masks: ``{dataset: defective images whose mask is empty}`` (pixel-level sets).
+        incomplete: for a run stopped by an error: ``error`` and ``datasets_without_results``.
     """
 
     results: Results
@@ -51,6 +59,8 @@ class EvalReport:
     overall_mean: dict[str, float] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+    empty_masks: dict[str, int] = field(default_factory=dict)
+    incomplete: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Means follow the method's protocol (categories, then datasets, NaN ignored) when the
@@ -88,6 +98,7 @@ class EvalReport:
             overall_mean=dict(getattr(pl_module, "overall_mean", None) or {}),
             counts=dict(getattr(pl_module, "eval_counts", None) or {}),
             protocol=protocol,
+            empty_masks=dict(getattr(pl_module, "eval_empty_masks", None) or {}),
         )
 
 
@@ -118,15 +129,62 @@ class ResultsWriter(pl.Callback):
         self.display_names = dict(display_names or {})
         self.log_wandb = log_wandb
         self.written: dict[str, Path] = {}
+        # Whether a test run got past its setup: only then can it have results of its own.
+        self._testing = False
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._testing = True
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._testing = False
+        self._write_and_show(trainer, pl_module)
 
     @rank_zero_only
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _write_and_show(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         report = EvalReport.from_module(trainer, pl_module)
         self.written = self.write(report)
         print(dataset_table(report, self.display_names))
         print("results written to " + ", ".join(str(p) for p in self.written.values()))
         if self.log_wandb:
             log_to_wandb(trainer, report)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A ``test`` stopped by an error: writes the files of the datasets already evaluated.
+
+        Loaders run in order, so every dataset before the failing one is complete. Nothing is
+        written when none is, when the run failed before it started testing (its setup, e.g.
+        the check of the files), or under several processes (their metric states cannot be
+        gathered once one process has failed). The error itself is left to end the run.
+        """
+        testing, self._testing = self._testing, False
+        compute = getattr(pl_module, "compute_finished", None)
+        if trainer.state.fn != TrainerFn.TESTING or compute is None or not testing:
+            return
+        if trainer.world_size > 1:
+            rank_zero_warn("the test run failed; partial results are not written under DDP")
+            return
+        try:
+            missing = compute()
+            report = EvalReport.from_module(trainer, pl_module)
+            if not report.results:
+                return
+            report.incomplete = {
+                "error": f"{type(exception).__name__}: {exception}",
+                "datasets_without_results": missing,
+            }
+            self.written = self.write(report)
+        except Exception as err:  # the run's own error matters more than this one
+            rank_zero_warn(f"could not write the results of the finished datasets: {err}")
+            return
+        print(dataset_table(report, self.display_names))
+        lacking = f"; no results for {', '.join(missing)}" if missing else ""
+        print(
+            f"the run failed; results of {', '.join(report.results)} written to "
+            + ", ".join(str(p) for p in self.written.values())
+            + lacking
+        )
 
     def write(self, report: EvalReport) -> dict[str, Path]:
         """Writes every file; returns their paths by kind."""
@@ -265,11 +323,13 @@ def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str
                 "categories": res,
                 "mean": report.dataset_means[d],
                 "num_images": report.counts.get(d, {}),
+                **({"empty_masks": report.empty_masks[d]} if d in report.empty_masks else {}),
             }
             for d, res in report.results.items()
         },
         "mean": report.overall_mean,
         "num_datasets": len(report.results),
+        **({"incomplete": report.incomplete} if report.incomplete else {}),
     }
 
 

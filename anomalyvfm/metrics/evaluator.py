@@ -68,6 +68,10 @@ class AnomalyEvaluator(Metric):
         metrics: metric names to compute; the seven of the method's tables when None
             (``pixel_AUPIMO`` is opt-in).
         compute_on_cpu: move the stored states to the CPU after each update.
+
+    Besides the metrics, it counts the defective images whose mask is empty (no anomalous pixel:
+    often a mask encoding the reader did not expect); :attr:`num_empty_masks` holds the count of
+    the whole set after :meth:`compute`.
     """
 
     full_state_update = False
@@ -81,6 +85,7 @@ class AnomalyEvaluator(Metric):
     indices: list[Tensor]
     maps: list[Tensor]
     masks: list[Tensor]
+    empty_masks: Tensor
 
     def __init__(
         self,
@@ -109,8 +114,10 @@ class AnomalyEvaluator(Metric):
         ]
         self.functions = _select(metric_functions(metric_mode, fpr_limit), self.metric_names)
         self.num_images: dict[str, int] = {}
+        self.num_empty_masks = 0
         for name in ("scores", "labels", "category_ids", "indices", "sizes", "maps", "masks"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.add_state("empty_masks", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def update(
         self,
@@ -120,6 +127,7 @@ class AnomalyEvaluator(Metric):
         maps: Maps,
         masks: Maps,
         indices: Tensor | None = None,
+        empty_masks: Tensor | None = None,
     ) -> None:
         """Adds a batch.
 
@@ -132,6 +140,8 @@ class AnomalyEvaluator(Metric):
             indices: the samples' positions in the dataset (B,). When every batch has them,
                 ``compute`` puts the samples into dataset order first, so the result is
                 bit-identical however the samples were split between processes and batches.
+            empty_masks: (B,) bool, True for a defective image whose mask (at its own resolution)
+                has no anomalous pixel; counted in :attr:`num_empty_masks`.
 
         Raises:
             ValueError: for an unknown category or a map whose shape differs from its mask.
@@ -148,6 +158,8 @@ class AnomalyEvaluator(Metric):
         self.category_ids.append(torch.tensor(ids, device=scores.device))
         if indices is not None:
             self.indices.append(indices.detach().long().reshape(-1).to(scores.device))
+        if empty_masks is not None:
+            self.empty_masks += empty_masks.detach().reshape(-1).sum().to(self.empty_masks)
         if self.pixel_labels:
             self.sizes.append(torch.tensor([tuple(m.shape) for m in maps], device=scores.device))
             self.maps.append(torch.cat([m.detach().float().reshape(-1) for m in maps]))
@@ -156,8 +168,9 @@ class AnomalyEvaluator(Metric):
     def compute(self) -> dict[str, dict[str, float]]:
         """``{category: {metric: value}}``; NaN where a metric is undefined.
 
-        Also sets :attr:`num_images` (images per category).
+        Also sets :attr:`num_images` (images per category) and :attr:`num_empty_masks`.
         """
+        self.num_empty_masks = int(self.empty_masks)
         if isinstance(self.scores, list) and not self.scores:  # a tensor once synchronised
             return {}
         scores, labels = dim_zero_cat(self.scores), dim_zero_cat(self.labels)

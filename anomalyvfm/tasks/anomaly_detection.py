@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any, Literal, TypeVar, cast
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -119,8 +120,16 @@ class AnomalyVFM(pl.LightningModule):
         self.dataset_means: dict[str, dict[str, float]] = {}
         self.overall_mean: dict[str, float] = {}
         self.eval_counts: dict[str, dict[str, int]] = {}
+        self.eval_empty_masks: dict[str, int] = {}
         self.eval_protocol: dict[str, Any] = {}
         self.compiled = False
+        # Datasets of the current evaluation, those whose loader this process has finished, a
+        # file of each with an empty defect mask, and those already warned about.
+        self._eval_names: list[str] = []
+        self._finished: set[str] = set()
+        self._computed = False
+        self._empty_mask_example: dict[str, str] = {}
+        self._empty_mask_warned: set[str] = set()
 
     def configure_models(self) -> None:
         """Builds the pure-torch model."""
@@ -143,6 +152,9 @@ class AnomalyVFM(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "eval_datasets"):
             return
+        self._eval_names = [ds.name for ds in datamodule.eval_datasets(stage)]
+        self._finished, self._empty_mask_example, self._computed = set(), {}, False
+        self._empty_mask_warned = set()  # once per dataset and run (fit: over all validations)
         for ds in datamodule.eval_datasets(stage):
             self.evaluators[ds.name] = AnomalyEvaluator(
                 ds.categories,
@@ -224,6 +236,7 @@ class AnomalyVFM(pl.LightningModule):
         low = self.model.postprocess(out, out.anomaly_logits.shape[-2:])
         maps, masks = _maps_at_mask_sizes(low.anomaly_map, batch)
         name = batch["dataset"][0]
+        empty = batch.get("empty_mask")
         if name in self.evaluators:
             cast(AnomalyEvaluator, self.evaluators[name]).update(
                 low.pred_score,
@@ -232,7 +245,11 @@ class AnomalyVFM(pl.LightningModule):
                 maps,
                 masks,
                 batch.get("index"),
+                empty,
             )
+        if empty is not None and bool(empty.any()):
+            first = int(torch.nonzero(empty)[0, 0])
+            self._empty_mask_example.setdefault(name, batch["path"][first])
         size = tuple(batch["image"].shape[-2:])
         full = F.interpolate(low.anomaly_map[:, None], size, mode="bilinear", align_corners=False)
         return {"pred_score": low.pred_score, "anomaly_map": full[:, 0]}
@@ -243,7 +260,15 @@ class AnomalyVFM(pl.LightningModule):
         return self._eval_step(batch)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        return self._eval_step(batch)
+        out = self._eval_step(batch)
+        # Loaders run one after the other: after a loader's last batch its dataset is complete,
+        # and its results can be computed even if a later dataset fails (compute_finished).
+        if (
+            self._trainer is not None
+            and batch_idx + 1 >= self.trainer.num_test_batches[dataloader_idx]
+        ):
+            self._finished.add(batch["dataset"][0])
+        return out
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
         pred = self.model.predict(batch["image"])
@@ -261,9 +286,27 @@ class AnomalyVFM(pl.LightningModule):
 
     def _log_results(self, stage: str) -> None:
         """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
+        self.compute_results()
+        self._computed = True
+        for name, res in self.results.items():
+            for category, values in res.items():
+                self._log_values(f"{stage}/{name}/{category}", values)
+            self._log_values(f"{stage}/{name}", self.dataset_means[name])
+        if self.dataset_means:
+            self._log_values(f"{stage}/mean", self.overall_mean)
+
+    def compute_results(self, names: Collection[str] | None = None) -> None:
+        """Computes (and resets) the evaluators of ``names`` (all when None) into ``results``,
+        ``eval_counts``, ``eval_empty_masks``, ``dataset_means`` and ``overall_mean``.
+
+        A dataset with defective images whose mask is empty gets one warning per run naming
+        the count and an example file.
+        """
         per_dataset: dict[str, dict[str, float]] = {}
-        self.results, self.eval_counts = {}, {}
+        self.results, self.eval_counts, self.eval_empty_masks = {}, {}, {}
         for name, module in self.evaluators.items():
+            if names is not None and name not in names:
+                continue
             evaluator = cast(AnomalyEvaluator, module)
             res = evaluator.compute()
             evaluator.reset()
@@ -271,14 +314,33 @@ class AnomalyVFM(pl.LightningModule):
                 continue
             self.results[name] = res
             self.eval_counts[name] = dict(evaluator.num_images)
+            if evaluator.pixel_labels:
+                self.eval_empty_masks[name] = evaluator.num_empty_masks
+                self._warn_empty_masks(name, evaluator.num_empty_masks)
             per_dataset[name] = mean_over(res)
-            for category, values in res.items():
-                self._log_values(f"{stage}/{name}/{category}", values)
-            self._log_values(f"{stage}/{name}", per_dataset[name])
         self.dataset_means = per_dataset
         self.overall_mean = mean_over(per_dataset)
-        if per_dataset:
-            self._log_values(f"{stage}/mean", self.overall_mean)
+
+    def compute_finished(self) -> list[str]:
+        """Results of the datasets whose loader finished, after a ``test`` stopped by an error.
+
+        Returns:
+            The names of this run's datasets left without results.
+        """
+        if not self._computed:  # else the error came after the results were computed
+            self.compute_results([n for n in self._eval_names if n in self._finished])
+        return [n for n in self._eval_names if n not in self.results]
+
+    def _warn_empty_masks(self, name: str, count: int) -> None:
+        if count == 0 or name in self._empty_mask_warned:
+            return
+        self._empty_mask_warned.add(name)
+        example = self._empty_mask_example.get(name)
+        where = f", e.g. {example}" if example else ""
+        rank_zero_warn(
+            f"{name}: {count} defective image(s) have an empty mask{where}; their pixels all "
+            "count as normal. Check the mask files or the dataset's mask_threshold."
+        )
 
     def _log_values(self, prefix: str, values: dict[str, float]) -> None:
         for metric, value in values.items():

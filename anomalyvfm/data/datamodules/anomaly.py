@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -22,6 +22,8 @@ from anomalyvfm.data.evaluation import ShardedEvalSampler, collate_eval, distrib
 from anomalyvfm.data.transforms import Resize
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.layout import CheckMode
+
+EvalMaskSize = int | Literal["input", "original"] | None
 
 
 def auto_workers(local_ranks: int = 1) -> int:
@@ -77,6 +79,11 @@ class AnomalyDataModule(pl.LightningDataModule):
         train_length: virtual epoch length of the online set and of a mix (a single on-disk
             dataset's epoch is its number of images).
         seed: seed of the synthetic data.
+
+    Every option is checked here. The evaluation datasets' files are checked when the run starts
+    (:meth:`setup`, before any model work): every image and mask exists and each mask has its
+    image's size, read from the file headers. Problems raise ``ValueError`` or
+    ``FileNotFoundError`` naming the option, or the dataset and the file.
     """
 
     def __init__(
@@ -92,7 +99,7 @@ class AnomalyDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 16,
         num_workers: int | Literal["auto"] = 4,
-        eval_mask_size: int | Literal["input", "original"] | None = 256,
+        eval_mask_size: EvalMaskSize = 256,
         eval_resize: Resize = "squash",
         val_datasets: Sequence[EvalDataset] = (),
         test_datasets: Sequence[EvalDataset] = (),
@@ -102,27 +109,39 @@ class AnomalyDataModule(pl.LightningDataModule):
         super().__init__()
         self.normal_dir = normal_dir
         self.generators = list(generators)
-        self.generator_weights = generator_weights
-        self.synthetic_dirs = list(synthetic_dirs or [])
-        self.source_weights = source_weights
-        self.check_files: CheckMode = check_files
-        self.anomaly_ratio = anomaly_ratio
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
-            raise ValueError(f"data.num_workers must be >= 0 or 'auto', got {num_workers!r}")
-        self.num_workers = num_workers
-        if isinstance(eval_mask_size, str) and eval_mask_size not in ("input", "original"):
+        self.generator_weights = _weights(generator_weights, "generator_weights")
+        if generator_weights is not None and len(generator_weights) != len(self.generators):
             raise ValueError(
-                f"data.eval_mask_size must be a size in pixels, 'input' or 'original', "
+                f"data.generator_weights has {len(generator_weights)} entries for "
+                f"{len(self.generators)} generators; give one weight per generator"
+            )
+        self.synthetic_dirs = list(synthetic_dirs or [])
+        self.source_weights = _weights(source_weights, "source_weights")
+        self.check_files: CheckMode = _choice(check_files, CheckMode, "check_files")
+        if isinstance(anomaly_ratio, bool) or not (
+            isinstance(anomaly_ratio, (int, float)) and 0.0 <= anomaly_ratio <= 1.0
+        ):
+            raise ValueError(f"data.anomaly_ratio must be in [0, 1]; got {anomaly_ratio!r}")
+        self.anomaly_ratio = anomaly_ratio
+        self.image_size = _positive(image_size, "image_size")
+        self.batch_size = _positive(batch_size, "batch_size")
+        self.eval_batch_size = _positive(eval_batch_size, "eval_batch_size")
+        if num_workers != "auto" and (not _is_int(num_workers) or num_workers < 0):
+            raise ValueError(f"data.num_workers must be >= 0 or 'auto'; got {num_workers!r}")
+        self.num_workers = num_workers
+        if not (
+            eval_mask_size in (None, "input", "original")
+            or (_is_int(eval_mask_size) and eval_mask_size > 0)  # type: ignore[operator]
+        ):
+            raise ValueError(
+                "data.eval_mask_size must be a positive size, 'input' or 'original'; "
                 f"got {eval_mask_size!r}"
             )
         self.eval_mask_size = eval_mask_size
-        self.eval_resize: Resize = eval_resize
+        self.eval_resize: Resize = _choice(eval_resize, Resize, "eval_resize")
+        self.train_length = _positive(train_length, "train_length")
         self.val_datasets = list(val_datasets)
         self.test_datasets = list(test_datasets)
-        self.train_length = train_length
         self.seed = seed
         for ds in (*self.val_datasets, *self.test_datasets):
             ds.image_size = image_size
@@ -131,10 +150,26 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.train_dataset: Dataset[Sample] | None = None
         self.train_sampler: EpochSampler | None = None
         self._resume: dict[str, Any] | None = None
+        self._checked: set[int] = set()
 
     def setup(self, stage: str) -> None:
+        # The evaluation files first: a bad mask fails in a second, not after training.
+        self.check_eval_files(stage)
         if stage == "fit" and self.train_dataset is None:
             self.train_dataset = self.build_train_dataset()
+
+    def check_eval_files(self, stage: str) -> None:
+        """Checks the files of every evaluation dataset of ``stage`` once (from their headers).
+
+        Raises:
+            FileNotFoundError: an image or mask is missing; the message names dataset and file.
+            ValueError: a dataset is empty, a file is not an image, or a mask's size differs
+                from its image's; the message names the dataset and the file.
+        """
+        for ds in self.eval_datasets(stage):
+            if id(ds) not in self._checked:
+                ds.check_files()
+                self._checked.add(id(ds))
 
     def build_train_dataset(self) -> Dataset[Sample]:
         """The training set: one source, or a :class:`MixedAnomalyDataset` of several.
@@ -279,3 +314,35 @@ class AnomalyDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(value: int, option: str) -> int:
+    """``value`` when it is an integer above 0; else a ValueError naming ``data.<option>``."""
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"data.{option} must be a positive integer; got {value!r}")
+    return value
+
+
+def _choice(value: Any, allowed: Any, option: str) -> Any:
+    """``value`` when it is one of the literal type ``allowed``; else a ValueError."""
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ValueError(f"data.{option} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def _weights(weights: Sequence[float] | None, option: str) -> list[float] | None:
+    """``weights`` when each is a non-negative number and their sum is positive (or None)."""
+    if weights is None:
+        return None
+    values = list(weights)
+    numbers = all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in values)
+    if not values or not numbers or any(w < 0 for w in values) or sum(values) <= 0:
+        raise ValueError(
+            f"data.{option} must be non-negative numbers, not all zero; got {values!r}"
+        )
+    return [float(w) for w in values]

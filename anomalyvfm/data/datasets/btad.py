@@ -23,14 +23,22 @@ class BTAD(EvalDataset):
         root: folder holding ``01``, ``02``, ``03`` (``BTech_Dataset_transformed``).
         categories: categories to use (e.g. ``["01", "03"]``); all found when None.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root is not in the BTAD layout, a category is absent, or a
             defective image has no mask; the message names the expected layout or the file.
     """
 
-    def __init__(self, root: str, categories: list[str] | None = None, name: str = "btad") -> None:
-        super().__init__(root, name)
+    def __init__(
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "btad",
+        mask_threshold: float | None = None,
+    ) -> None:
+        super().__init__(root, name, mask_threshold=mask_threshold)
         self.records = read_mvtec_layout(
             self.root,
             categories,

@@ -25,11 +25,15 @@ class CVCClinicDB(LesionSegmentationSet):
     Args:
         root: folder holding ``Original/`` and ``Ground Truth/`` (or a mirror's layout, above).
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (JPEG masks: above half).
 
     Raises:
         FileNotFoundError: the root matches no layout, or a frame has no mask of the same name;
             the message names the root or file and the expected layouts.
     """
 
-    def __init__(self, root: str, name: str = "cvc_clinicdb") -> None:
-        super().__init__(root, name, category="cvc_clinicdb", defect_type="polyp", layouts=LAYOUTS)
+    def __init__(
+        self, root: str, name: str = "cvc_clinicdb", mask_threshold: float | None = None
+    ) -> None:
+        super().__init__(root, name, "cvc_clinicdb", "polyp", LAYOUTS, mask_threshold)

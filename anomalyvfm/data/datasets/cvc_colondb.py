@@ -18,11 +18,15 @@ class CVCColonDB(LesionSegmentationSet):
     Args:
         root: folder holding ``images/`` and ``masks/``.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (JPEG masks: above half).
 
     Raises:
         FileNotFoundError: the root is not in the layout, or a frame has no mask of the same
             name; the message names the root or file and the expected layout.
     """
 
-    def __init__(self, root: str, name: str = "cvc_colondb") -> None:
-        super().__init__(root, name, category="cvc_colondb", defect_type="polyp", layouts=LAYOUTS)
+    def __init__(
+        self, root: str, name: str = "cvc_colondb", mask_threshold: float | None = None
+    ) -> None:
+        super().__init__(root, name, "cvc_colondb", "polyp", LAYOUTS, mask_threshold)

@@ -29,15 +29,23 @@ class DAGM(EvalDataset):
         root: folder holding ``Class1`` .. ``Class10``.
         categories: classes to use (e.g. ``["Class1", "Class7"]``); all found when None.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root has no ``Class<k>/Test`` folder, a class or its
             ``Labels.txt`` is absent, or an image or mask listed there is missing.
-        ValueError: a ``Labels.txt`` row is malformed.
+        ValueError: a ``Labels.txt`` row is malformed, or it lists no image.
     """
 
-    def __init__(self, root: str, categories: list[str] | None = None, name: str = "dagm") -> None:
-        super().__init__(root, name)
+    def __init__(
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "dagm",
+        mask_threshold: float | None = None,
+    ) -> None:
+        super().__init__(root, name, mask_threshold=mask_threshold)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {LAYOUT}")
         found = sorted(
@@ -78,4 +86,6 @@ def _class_records(test: Path, category: str, name: str) -> list[Record]:
         if not mask.is_file():
             raise FileNotFoundError(f"{name}: mask {mask} for image {image} is missing")
         records.append(Record(image, mask, 1, category, "defect"))
+    if not records:
+        raise ValueError(f"{name}: {labels} lists no image of {category}")
     return sorted(records, key=lambda r: r.image_path.name)

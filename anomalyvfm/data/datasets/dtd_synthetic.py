@@ -25,6 +25,8 @@ class DTDSynthetic(EvalDataset):
         root: folder holding one sub-folder per texture.
         categories: textures to use (e.g. ``["Woven_001"]``); all found when None.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root is not in the layout, a category is absent, or a defective
@@ -32,9 +34,13 @@ class DTDSynthetic(EvalDataset):
     """
 
     def __init__(
-        self, root: str, categories: list[str] | None = None, name: str = "dtd_synthetic"
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "dtd_synthetic",
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(root, name)
+        super().__init__(root, name, mask_threshold=mask_threshold)
         self.records = read_mvtec_layout(
             self.root, categories, name, LAYOUT, mask_names=("{stem}_mask.png", "{stem}.png")
         )

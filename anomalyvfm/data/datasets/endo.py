@@ -5,7 +5,7 @@ segmentation test set of the EndoTect 2020 challenge (whose training data is Hyp
 Kvasir-SEG for segmentation). It is distributed like Kvasir-SEG:
 ``EndoTect_2020_Segmentation_Test_Dataset/images/<id>.jpg`` with ``.../masks/<id>.<ext>``
 (same stem; copies with JPEG and with PNG masks circulate, and both are read). JPEG masks are
-binarised by the threshold at 127.
+cut at half of 255 (the mask rule's default for JPEG files), PNG masks at any non-zero value.
 Every image shows a polyp, so image metrics are excluded (``image_labels=False``).
 """
 
@@ -22,11 +22,13 @@ class Endo(LesionSegmentationSet):
     Args:
         root: the ``EndoTect_2020_Segmentation_Test_Dataset`` folder (``images/``, ``masks/``).
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (JPEG masks: above half).
 
     Raises:
         FileNotFoundError: the root is not in the layout, or an image has no mask of the same
             stem; the message names the root or file and the expected layout.
     """
 
-    def __init__(self, root: str, name: str = "endo") -> None:
-        super().__init__(root, name, category="endo", defect_type="polyp", layouts=LAYOUTS)
+    def __init__(self, root: str, name: str = "endo", mask_threshold: float | None = None) -> None:
+        super().__init__(root, name, "endo", "polyp", LAYOUTS, mask_threshold)

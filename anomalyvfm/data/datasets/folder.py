@@ -28,7 +28,8 @@ class FolderDataset(EvalDataset):
         category: the single category of every record.
         name: dataset name in metric names.
         mask_suffix: what follows the image's stem in its mask's name (e.g. ``"_mask"``).
-        mask_threshold: grey value above which a mask pixel is anomalous (0 for 0/1 masks).
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (0/1, 0/255, colour masks).
         root: folder the three folders are relative to; None for the working directory.
 
     Raises:
@@ -45,10 +46,12 @@ class FolderDataset(EvalDataset):
         category: str = "folder",
         name: str = "folder",
         mask_suffix: str = "",
-        mask_threshold: int = 127,
+        mask_threshold: float | None = None,
         root: str | None = None,
     ) -> None:
-        super().__init__(root or ".", name, pixel_labels=mask_dir is not None)
+        super().__init__(
+            root or ".", name, pixel_labels=mask_dir is not None, mask_threshold=mask_threshold
+        )
         normals = _images(self.root / normal_dir, name)
         anomalies = _images(self.root / abnormal_dir, name)
         masks = _mask_index(self.root / mask_dir, mask_suffix, name) if mask_dir else None
@@ -58,12 +61,12 @@ class FolderDataset(EvalDataset):
             normals = [p for p in normals if p not in mask_files]
             anomalies = [p for p in anomalies if p not in mask_files]
         for image in normals:
-            self.records.append(Record(image, None, 0, category, "good", mask_threshold))
+            self.records.append(Record(image, None, 0, category, "good"))
         for image in anomalies:
             mask = None
             if masks is not None:
                 mask = _find_mask(masks, image, self.root / str(mask_dir), mask_suffix, name)
-            self.records.append(Record(image, mask, 1, category, "anomaly", mask_threshold))
+            self.records.append(Record(image, mask, 1, category, "anomaly"))
 
 
 def _images(folder: Path, name: str) -> list[Path]:

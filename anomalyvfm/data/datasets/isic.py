@@ -25,6 +25,8 @@ class ISIC(LesionSegmentationSet):
             ``ISBI2016_ISIC_Part1_<Split>_GroundTruth`` folders.
         split: ``test`` (the benchmark's 379 images) or ``train`` (900).
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (JPEG masks: above half).
 
     Raises:
         FileNotFoundError: the root or a folder is missing, or an image has no
@@ -32,10 +34,14 @@ class ISIC(LesionSegmentationSet):
     """
 
     def __init__(
-        self, root: str, split: Literal["test", "train"] = "test", name: str = "isic"
+        self,
+        root: str,
+        split: Literal["test", "train"] = "test",
+        name: str = "isic",
+        mask_threshold: float | None = None,
     ) -> None:
         if split not in SPLIT_FOLDERS:
             raise ValueError(f"{name}: split must be one of {list(SPLIT_FOLDERS)}, got {split!r}")
         prefix = f"ISBI2016_ISIC_Part1_{SPLIT_FOLDERS[split]}"
         layout = PairLayout(f"{prefix}_Data", f"{prefix}_GroundTruth", "_Segmentation", ".png")
-        super().__init__(root, name, category="isic", defect_type="lesion", layouts=[layout])
+        super().__init__(root, name, "isic", "lesion", [layout], mask_threshold)

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from anomalyvfm.data.datasets.base import EvalDataset, Record
+from data_synthesis.io import read_mask
 
 LAYOUT = "<root>/kos<NN>/Part<k>.jpg with a Part<k>_label.bmp mask beside each"
 CATEGORY = "ksdd"
-# Masks are 0/255; nonzero is positive, as the dataset's authors read them.
-MASK_THRESHOLD = 0
 
 
 class KSDD(EvalDataset):
@@ -29,14 +25,16 @@ class KSDD(EvalDataset):
     Args:
         root: folder holding the ``kos<NN>`` folders.
         name: dataset name in metric names.
+        mask_threshold: fraction of the format's maximum a mask value must exceed; None (any
+            non-zero pixel, as the dataset's authors read the masks) by default.
 
     Raises:
         FileNotFoundError: the root is missing or has no ``kos<NN>`` folder with images, or an
             image has no ``_label.bmp`` mask.
     """
 
-    def __init__(self, root: str, name: str = "ksdd") -> None:
-        super().__init__(root, name)
+    def __init__(self, root: str, name: str = "ksdd", mask_threshold: float | None = None) -> None:
+        super().__init__(root, name, mask_threshold=mask_threshold)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {LAYOUT}")
         folders = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("kos"))
@@ -47,30 +45,26 @@ class KSDD(EvalDataset):
             )
         for image in images:
             mask = image.with_name(f"{image.stem}_label.bmp")
-            self.records.append(labelled_record(image, mask, CATEGORY, name))
+            self.records.append(labelled_record(image, mask, CATEGORY, name, self.mask_threshold))
 
 
-def labelled_record(image: Path, mask: Path, category: str, name: str) -> Record:
-    """A record whose label is whether ``mask`` has a nonzero pixel (None mask when normal).
+def labelled_record(
+    image: Path, mask: Path, category: str, name: str, threshold: float | None = None
+) -> Record:
+    """A record whose label is whether ``mask`` has an anomalous pixel (None mask when normal).
+
+    The mask is read by the package's one mask rule (:func:`data_synthesis.io.read_mask`).
 
     Raises:
         FileNotFoundError: ``mask`` does not exist.
+        ValueError: ``mask`` cannot be read as an image.
     """
     if not mask.is_file():
         raise FileNotFoundError(f"{name}: mask {mask} for image {image} is missing")
-    if mask_has_positive(mask, MASK_THRESHOLD):
-        return Record(image, mask, 1, category, "defect", MASK_THRESHOLD)
-    return Record(image, None, 0, category, "good", MASK_THRESHOLD)
-
-
-def mask_has_positive(path: Path, threshold: int = 0) -> bool:
-    """Whether the mask at ``path`` has a pixel whose grey value exceeds ``threshold``.
-
-    Raises:
-        ValueError: the file cannot be read as an image.
-    """
     try:
-        with Image.open(path) as im:
-            return bool((np.asarray(im.convert("L")) > threshold).any())
-    except OSError as err:
-        raise ValueError(f"cannot read mask {path}: {err}") from err
+        positive = bool(read_mask(mask, threshold).any())
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from err
+    if positive:
+        return Record(image, mask, 1, category, "defect")
+    return Record(image, None, 0, category, "good")

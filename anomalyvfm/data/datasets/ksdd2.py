@@ -21,14 +21,16 @@ class KSDD2(EvalDataset):
     Args:
         root: folder holding ``train`` and ``test``.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root or its ``test`` folder is missing or holds no image, or an
             image has no ``_GT.png`` mask.
     """
 
-    def __init__(self, root: str, name: str = "ksdd2") -> None:
-        super().__init__(root, name)
+    def __init__(self, root: str, name: str = "ksdd2", mask_threshold: float | None = None) -> None:
+        super().__init__(root, name, mask_threshold=mask_threshold)
         test = self.root / "test"
         if not test.is_dir():
             raise FileNotFoundError(
@@ -39,4 +41,4 @@ class KSDD2(EvalDataset):
             raise FileNotFoundError(f"{name}: no images in {test}; expected {LAYOUT}")
         for image in images:
             mask = image.with_name(f"{image.stem}{MASK_SUFFIX}.png")
-            self.records.append(labelled_record(image, mask, CATEGORY, name))
+            self.records.append(labelled_record(image, mask, CATEGORY, name, self.mask_threshold))

@@ -9,10 +9,11 @@ Two families:
   Every image shows a lesion, so image labels carry no information (``image_labels=False``):
   image metrics are excluded and only pixel metrics are computed.
 
-Masks are thresholded at 127 by :class:`~anomalyvfm.data.datasets.base.EvalDataset` (the midpoint
-of 0/255 masks), which also binarises JPEG masks (Kvasir-SEG, TN3K) whose compression leaves
-values near, not at, 0 and 255. Records are in natural file-name order (``2.png`` before
-``10.png``), which does not depend on the file system.
+Masks are read by the package's one rule (:func:`data_synthesis.io.read_mask`): any non-zero
+pixel is anomalous, except in JPEG masks (Kvasir-SEG, TN3K), whose compression leaves values
+near, not at, 0 and 255: those are cut at half of 255 unless ``mask_threshold`` says otherwise.
+Records are in natural file-name order (``2.png`` before ``10.png``), which does not depend on
+the file system.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class LesionSegmentationSet(EvalDataset):
         category: the set's single category.
         defect_type: what the masks mark (``lesion``, ``polyp``, ``nodule``).
         layouts: accepted layouts, in order of preference.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel (JPEG masks: above half).
 
     Raises:
         FileNotFoundError: the root is missing, matches no layout, has no image, or an image has
@@ -99,8 +102,11 @@ class LesionSegmentationSet(EvalDataset):
         category: str,
         defect_type: str,
         layouts: Sequence[PairLayout],
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(root, name, pixel_labels=True, image_labels=False)
+        super().__init__(
+            root, name, pixel_labels=True, image_labels=False, mask_threshold=mask_threshold
+        )
         expected = " or ".join(layout.describe() for layout in layouts)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {expected}")

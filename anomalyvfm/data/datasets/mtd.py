@@ -4,8 +4,9 @@
 ``MT_Free`` holds the defect-free tiles; every other type (Blowhole, Break, Crack, Fray, Uneven)
 is defective. The whole set is one category, ``mtd``; ``defect_type`` is the folder's type.
 Labels come from the folder: a few defective tiles ship an all-zero mask (four Uneven tiles in
-the shared copy) and stay defective, with no positive pixel. Masks are mostly 0/255 with some
-soft edge values; they are thresholded at 127 like every other mask.
+the shared copy) and stay defective, with no positive pixel (the evaluation counts and reports
+them). Masks are mostly 0/255 with soft edge values (about 70% of the masks have some), so the
+set reads them with ``mask_threshold`` 0.5 (above 127) by default.
 
 MTD has no official train/test split. Training on its defect-free tiles (the in-domain check)
 needs a fixed one: :func:`mtd_free_split` draws it, and ``include_ids`` / ``exclude_ids`` keep
@@ -24,6 +25,8 @@ from anomalyvfm.data.datasets.base import EvalDataset, Record
 LAYOUT = "<root>/MT_<Type>/Imgs/<id>.jpg with a same-name <id>.png mask (MT_Free: defect-free)"
 NORMAL_TYPE = "Free"
 CATEGORY = "mtd"
+# The masks have soft edges: values above half of 255 are the defect.
+MASK_THRESHOLD = 0.5
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -37,10 +40,13 @@ class MTD(EvalDataset):
         include_ids: keep only these image ids (file stems); None keeps all.
         exclude_ids: drop these image ids, e.g. the defect-free tiles used for training.
         name: dataset name in metric names.
+        mask_threshold: fraction of 255 a mask value must exceed (0.5, for the soft edges);
+            None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the root is missing or not in the MTD layout, a requested type is
-            absent, or a defective image has no mask; the message names the expected layout.
+            absent or has no image, or a defective image has no mask; the message names the
+            expected layout.
         ValueError: an id in ``include_ids`` / ``exclude_ids`` matches no image, or the
             selection is empty.
     """
@@ -52,8 +58,9 @@ class MTD(EvalDataset):
         include_ids: Sequence[str] | None = None,
         exclude_ids: Sequence[str] | None = None,
         name: str = "mtd",
+        mask_threshold: float | None = MASK_THRESHOLD,
     ) -> None:
-        super().__init__(root, name)
+        super().__init__(root, name, mask_threshold=mask_threshold)
         found = find_types(self.root, name)
         wanted = list(defect_types) if defect_types is not None else list(found)
         missing = [t for t in wanted if t not in found]
@@ -63,6 +70,12 @@ class MTD(EvalDataset):
                 f"expected {LAYOUT}"
             )
         images = {t: _images(found[t]) for t in found}
+        empty = [t for t in wanted if not images[t]]
+        if empty:
+            raise FileNotFoundError(
+                f"{name}: no images in {found[empty[0]]} (defect type {empty[0]}); "
+                f"expected {LAYOUT}"
+            )
         known = {p.stem for files in images.values() for p in files}
         for option, ids in (("include_ids", include_ids), ("exclude_ids", exclude_ids)):
             unknown = sorted(set(ids or ()) - known)

@@ -28,12 +28,18 @@ class MVTecAD(EvalDataset):
         root: folder holding one sub-folder per category.
         categories: categories to use; all found when None.
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
     """
 
     def __init__(
-        self, root: str, categories: list[str] | None = None, name: str = "mvtec_ad"
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "mvtec_ad",
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(root, name)
+        super().__init__(root, name, mask_threshold=mask_threshold)
         self.records = read_mvtec_layout(self.root, categories, name, LAYOUT)
 
 
@@ -75,7 +81,6 @@ def read_mvtec_layout(
     layout: str,
     normal_dir: str = "good",
     mask_names: Sequence[str] = ("{stem}_mask.png",),
-    mask_threshold: int = 127,
 ) -> list[Record]:
     """Test records of every selected category of an MVTec-shaped set, sorted.
 
@@ -89,7 +94,6 @@ def read_mvtec_layout(
         normal_dir: the ``test`` sub-folder holding normal images (``good``; BTAD: ``ok``).
         mask_names: mask file names under ``ground_truth/<defect>/`` tried in order, as format
             strings of the image's ``stem``; the first that exists is used.
-        mask_threshold: grey value above which a mask pixel is anomalous.
 
     Raises:
         FileNotFoundError: the root, a category, or a defective image's mask is missing.
@@ -104,9 +108,7 @@ def read_mvtec_layout(
             )
         for defect_dir in sorted(p for p in (folder / "test").iterdir() if p.is_dir()):
             for image in _images(defect_dir):
-                records.append(
-                    _record(image, folder, category, normal_dir, mask_names, mask_threshold, name)
-                )
+                records.append(_record(image, folder, category, normal_dir, mask_names, name))
         if not any(r.category == category for r in records):
             raise FileNotFoundError(f"{name}: no test images under {folder / 'test'}")
     return records
@@ -126,12 +128,11 @@ def _record(
     category: str,
     normal_dir: str,
     mask_names: Sequence[str],
-    mask_threshold: int,
     name: str,
 ) -> Record:
     defect = image.parent.name
     if defect == normal_dir:
-        return Record(image, None, 0, category, defect, mask_threshold)
+        return Record(image, None, 0, category, defect)
     gt_dir = folder / "ground_truth" / defect
     candidates = [gt_dir / pattern.format(stem=image.stem) for pattern in mask_names]
     mask = next((m for m in candidates if m.is_file()), None)
@@ -139,11 +140,17 @@ def _record(
         raise FileNotFoundError(
             f"{name}: mask {' or '.join(map(str, candidates))} for image {image} is missing"
         )
-    return Record(image, mask, 1, category, defect, mask_threshold)
+    return Record(image, mask, 1, category, defect)
 
 
 class MPDD(MVTecAD):
     """MPDD, distributed in the MVTec AD layout."""
 
-    def __init__(self, root: str, categories: list[str] | None = None, name: str = "mpdd") -> None:
-        super().__init__(root, categories, name)
+    def __init__(
+        self,
+        root: str,
+        categories: list[str] | None = None,
+        name: str = "mpdd",
+        mask_threshold: float | None = None,
+    ) -> None:
+        super().__init__(root, categories, name, mask_threshold)

@@ -18,7 +18,7 @@ from anomalyvfm.batch import Sample
 from anomalyvfm.data.datasets.synthetic import Triple
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
 from data_synthesis.io import load_image, resize_image
-from data_synthesis.layout import CheckMode, load_mask, read_layout
+from data_synthesis.layout import CheckMode, read_item, read_layout
 
 # Following items tried after an unreadable one before giving up.
 _RETRIES = 8
@@ -59,10 +59,7 @@ class OnDiskAnomalyDataset(Dataset[Sample]):
         return len(self.items)
 
     def _read(self, image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(image_path)
-        if mask_path is None:
-            return image, np.zeros(image.shape[:2], np.float32)
-        return image, load_mask(mask_path, image.shape[:2])
+        return read_item(image_path, mask_path)
 
     def _read_item(self, index: int) -> tuple[np.ndarray, np.ndarray, Path]:
         for step in range(_RETRIES):

@@ -50,6 +50,8 @@ class RealIAD(EvalDataset):
         resolution: which image release to read, ``realiad_<resolution>``.
         json_set: which JSON split to read (see the module docstring).
         name: dataset name in metric names.
+        mask_threshold: for soft masks, the fraction of the format's maximum a mask value must
+            exceed (0.5: above 127); None for any non-zero pixel.
 
     Raises:
         FileNotFoundError: the image folder, the JSON folder, a category's JSON, or an image or
@@ -64,8 +66,9 @@ class RealIAD(EvalDataset):
         resolution: Literal[256, 512, 1024, "raw"] = 1024,
         json_set: JsonSet = "realiad_jsons_sv",
         name: str = "real_iad",
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(root, name)
+        super().__init__(root, name, mask_threshold=mask_threshold)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {LAYOUT}")
         image_root = self.root / f"realiad_{resolution}"

@@ -13,8 +13,9 @@ The MVTec-style re-layout, written by the split script of spot-diff / anomalib f
     <root>/<category>/ground_truth/bad/<stem>.png     (same stem as the image, no suffix)
 
 Both give the same records in the same order (``defect_type`` ``bad`` / ``good``).
-The official masks are not 0/255: they store small label values, so any nonzero pixel is
-anomalous; the re-layout's binarised 0/255 masks read the same way.
+The official masks are not 0/255: they store small label values (1, 2, ...); any non-zero pixel
+is anomalous (the package's rule for every mask), so they and the re-layout's binarised 0/255
+masks read the same way.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ MVTEC_LAYOUT = (
     "<root>/<category>/test/{good,bad}/*.JPG and <root>/<category>/ground_truth/bad/<stem>.png"
 )
 CSV_COLUMNS = ("object", "split", "label", "image", "mask")
-# Masks hold label values (1, 2, ...) rather than 255: any nonzero pixel is anomalous.
-MASK_THRESHOLD = 0
 
 
 class VisA(EvalDataset):
@@ -51,6 +50,8 @@ class VisA(EvalDataset):
             (``split_csv`` when ``<root>/split_csv/1cls.csv`` exists, else ``mvtec`` when a
             ``<category>/test`` folder exists).
         name: dataset name in metric names.
+        mask_threshold: fraction of the format's maximum a mask value must exceed; None (any
+            non-zero pixel) suits VisA's label-valued masks.
 
     Raises:
         FileNotFoundError: the root matches neither layout (the message names both), a
@@ -64,8 +65,9 @@ class VisA(EvalDataset):
         categories: list[str] | None = None,
         layout: Literal["auto", "split_csv", "mvtec"] = "auto",
         name: str = "visa",
+        mask_threshold: float | None = None,
     ) -> None:
-        super().__init__(root, name)
+        super().__init__(root, name, mask_threshold=mask_threshold)
         chosen = detect_layout(self.root, name) if layout == "auto" else layout
         if chosen == "split_csv":
             self.records = _read_split_csv(self.root, categories, name)
@@ -76,7 +78,6 @@ class VisA(EvalDataset):
                 name,
                 MVTEC_LAYOUT,
                 mask_names=("{stem}.png",),
-                mask_threshold=MASK_THRESHOLD,
             )
         self.layout: Literal["split_csv", "mvtec"] = chosen
 
@@ -124,11 +125,11 @@ def _csv_record(root: Path, row: dict[str, str], split_file: Path, name: str) ->
     if not image.is_file():
         raise FileNotFoundError(f"{name}: image {image} listed in {split_file} is missing")
     if row["label"] == "normal":
-        return Record(image, None, 0, row["object"], "good", MASK_THRESHOLD)
+        return Record(image, None, 0, row["object"], "good")
     mask = root / row["mask"] if row["mask"] else None
     if mask is None or not mask.is_file():
         raise FileNotFoundError(
             f"{name}: mask {mask or '(none listed)'} for image {image} is missing "
             f"(listed in {split_file})"
         )
-    return Record(image, mask, 1, row["object"], "bad", MASK_THRESHOLD)
+    return Record(image, mask, 1, row["object"], "bad")
