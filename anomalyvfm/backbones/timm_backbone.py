@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-import timm
 import torch
 from torch import Tensor, nn
+
+from anomalyvfm.backbones import timm_models
 
 log = logging.getLogger(__name__)
 
@@ -192,57 +192,21 @@ class Backbone(nn.Module):
 
 
 def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module:
-    """Builds the timm model, offline unless pretrained weights are asked for.
+    """Builds the timm model of ``config`` (see :func:`timm_models.create_timm_model`).
 
     Raises:
         FileNotFoundError: ``checkpoint_path`` does not exist.
-        RuntimeError: the pretrained download failed; the message says how to use a local file.
+        ValueError: unknown model name, unreadable ``checkpoint_path``.
+        WeightsUnavailableError: the pretrained weights are not local and cannot be downloaded
+            now; the message says what to set instead.
     """
-    kwargs: dict[str, Any] = dict(config.model_kwargs)
-    pretrained = config.pretrained
-    if config.checkpoint_path is not None:
-        path = Path(config.checkpoint_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.checkpoint_path {path} does not exist")
-        # timm's loader reads safetensors or torch files with weights_only=True and applies the
-        # model's checkpoint filter (original-format conversion, pos-embed resampling).
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        pretrained = True
-    try:
-        return _create(config.name, pretrained, img_size, kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
-        if config.checkpoint_path is None and pretrained and _is_download_error(err):
-            raise RuntimeError(
-                f"could not download pretrained weights for backbone '{config.name}' ({err}). "
-                "On an offline machine set `backbone.checkpoint_path` to a local .safetensors or "
-                ".pth file, or fill the Hugging Face cache (HF_HOME) on a connected machine and "
-                "set HF_HUB_OFFLINE=1."
-            ) from err
-        raise
-
-
-def _create(name: str, pretrained: bool, img_size: int | None, kwargs: dict[str, Any]) -> nn.Module:
-    try:
-        if img_size is None:
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
-        return timm.create_model(
-            name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
-        )
-    except TypeError as err:
-        # CNNs reject img_size in their constructor (before any download): build them as
-        # feature extractors instead, the route DINOv3's ConvNeXt models need too.
-        if "img_size" not in str(err) and "dynamic_img_size" not in str(err):
-            raise
-        out = kwargs.pop("out_indices", (-1,))
-        return timm.create_model(
-            name, pretrained=pretrained, features_only=True, out_indices=out, **kwargs
-        )
-
-
-def _is_download_error(err: BaseException) -> bool:
-    text = f"{type(err).__name__} {err}".lower()
-    keys = ("connect", "resolve", "offline", "hub", "http", "network", "timed out", "max retries")
-    return any(k in text for k in keys)
+    return timm_models.create_timm_model(
+        config.name,
+        pretrained=config.pretrained,
+        checkpoint_path=config.checkpoint_path,
+        img_size=img_size,
+        model_kwargs=config.model_kwargs,
+    )
 
 
 def _pair(value: Any) -> tuple[int, int]:
