@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 import torch
 from torch import Tensor, nn
 
+from anomalyvfm import options
 from anomalyvfm.backbones import timm_models
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,18 @@ class BackboneConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     grad_checkpointing: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"model.backbone.name must be a timm model name; got {self.name!r}")
+        if self.checkpoint_path is not None and not str(self.checkpoint_path).strip():
+            raise ValueError("model.backbone.checkpoint_path is empty; give a file or null")
+        layers = list(self.layers)
+        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise ValueError(
+                f"model.backbone.layers must be a non-empty list of block indices; got {layers!r}"
+            )
+        options.one_of("model.backbone.summary", self.summary, get_args(SummaryKind))
+
 
 class BackboneOutput(NamedTuple):
     """Features of one batch.
@@ -82,6 +95,8 @@ class Backbone(nn.Module):
 
     def __init__(self, config: BackboneConfig, img_size: int | None = None) -> None:
         super().__init__()
+        if img_size is not None:
+            options.positive_int("model.image_size", img_size)
         self.config = config
         # Any: timm models expose family-specific methods (forward_intermediates, ...).
         model: Any = create_timm_model(config, img_size)
@@ -101,6 +116,7 @@ class Backbone(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         if self.is_vit:
             self.patch_size = int(_pair(model.patch_embed.patch_size)[0])
+            self._check_vit_options(img_size)
             self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
             # Class tokens come first; the rest of the prefix are registers (Eva, the DINOv3
             # class, has no num_reg_tokens attribute, so count from cls_token instead).
@@ -126,6 +142,22 @@ class Backbone(nn.Module):
             self.feature_dim = int(sum(info.channels()))
             self.summary_kind = "head"
             self.summary_dim = self.width
+
+    def _check_vit_options(self, img_size: int | None) -> None:
+        name, patch = self.config.name, self.patch_size
+        if img_size is not None and img_size % patch:
+            lower = max(img_size // patch, 1) * patch
+            raise ValueError(
+                f"model.image_size {img_size} (linked from data.image_size) is not a multiple of "
+                f"the patch size {patch} of {name}; use {lower} or {lower + patch}"
+            )
+        depth = len(getattr(self.model, "blocks", ()))
+        bad = [i for i in self.config.layers if depth and not -depth <= i < depth]
+        if bad:
+            raise ValueError(
+                f"model.backbone.layers {bad} out of range for {name} with {depth} blocks "
+                f"(use {-depth}..{depth - 1})"
+            )
 
     def _resolve_summary(self, kind: SummaryKind) -> SummaryKind:
         n_cls = self.num_prefix_tokens - self.num_reg_tokens
