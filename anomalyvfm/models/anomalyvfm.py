@@ -56,6 +56,15 @@ def check_model_options(
     options.one_of("model.mean_filter_padding", mean_filter_padding, ("replicate", "zeros"))
 
 
+def _keep_frozen_in_eval(module: nn.Module, parent_training: bool) -> None:
+    """Puts ``module`` and its children in eval mode where they hold no trainable parameter."""
+    params = list(module.parameters())
+    training = any(p.requires_grad for p in params) if params else parent_training
+    module.training = training
+    for child in module.children():
+        _keep_frozen_in_eval(child, training)
+
+
 class AnomalyVFMModel(nn.Module):
     """Backbone with adapters, convolutional decoder and a linear image head.
 
@@ -91,6 +100,22 @@ class AnomalyVFMModel(nn.Module):
         self.mean_filter_size = mean_filter_size
         self.image_score = image_score
         self.mean_filter_padding = mean_filter_padding
+        self.train(self.training)  # frozen backbone parts start (and stay) in eval mode
+
+    def train(self, mode: bool = True) -> AnomalyVFMModel:
+        """Sets training mode, except for the frozen parts of the backbone, which stay in eval.
+
+        A module of the backbone trains only when it holds trainable parameters; modules
+        without parameters (dropout, drop-path, activations) follow their parent. So a frozen
+        backbone's BatchNorm statistics do not drift and its dropout does not act during
+        training, which keeps training-time features equal to the ones a reloaded checkpoint
+        (whose frozen backbone comes from its source) computes. Adapters, decoder and head
+        train as usual, and a fully fine-tuned backbone (``adapter.type: full``) trains whole.
+        """
+        super().train(mode)
+        if mode:
+            _keep_frozen_in_eval(self.backbone, parent_training=True)
+        return self
 
     def forward(self, images: Tensor) -> AnomalyVFMOutput:
         """Logits for a batch of [0, 1] RGB images (B, 3, H, W)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any, Literal, TypeVar, cast
 
@@ -216,6 +217,15 @@ class AnomalyVFM(pl.LightningModule):
     def on_fit_start(self) -> None:
         report = self.model.parameter_report()
         lines = [f"  {k:20s} {v:>14,d}" for k, v in report.items()]
+        frozen = sum(1 for m in self.model.backbone.modules() if not m.training)
+        if frozen and self.model.training:
+            lines.append(f"  {frozen:,d} frozen backbone modules stay in eval mode")
+            # Lightning warns about modules in eval mode when training starts; here they are
+            # deliberate (see AnomalyVFMModel.train), so that warning would only confuse.
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Found \d+ module\(s\) in eval mode at the start of training",
+            )
         rank_zero_info("AnomalyVFM parameters:\n" + "\n".join(lines))
 
     def forward(self, images: Tensor) -> AnomalyPrediction:
