@@ -71,7 +71,6 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
         lambda tmp: ["--data.image_size=60"],
         ["image_size", "patch size 14"],
     ),
-    "zero_fpr_limit": (lambda tmp: ["--model.fpr_limit=0"], ["model.fpr_limit"]),
     "offline_mode_nothing_cached": (
         lambda tmp: [PRETRAINED, "--model.backbone.pretrained=true"],
         ["model.backbone.checkpoint_path", "HF_HUB_OFFLINE"],
