@@ -291,6 +291,7 @@ def endpoint_problem(url: str, timeout: float = HUB_TIMEOUT_S) -> str | None:
     covers name resolution, which socket timeouts do not bound.
     """
     outcome: list[str | None] = []
+    silent = f"no answer within {timeout:g} s"
 
     def ask() -> None:
         opener = urllib.request.build_opener(_NoRedirect)  # proxies from the environment
@@ -302,17 +303,20 @@ def endpoint_problem(url: str, timeout: float = HUB_TIMEOUT_S) -> str | None:
             outcome.append(None)  # the server answered, with whatever status
         except urllib.error.URLError as err:
             # A TLS failure means a server answered; the hub client may well trust it.
-            answered = isinstance(err.reason, ssl.SSLError)
-            outcome.append(None if answered else _first_line(err.reason))
+            if isinstance(err.reason, ssl.SSLError):
+                outcome.append(None)
+            else:
+                timed_out = isinstance(err.reason, TimeoutError)
+                outcome.append(silent if timed_out else _first_line(err.reason))
+        except TimeoutError:
+            outcome.append(silent)
         except Exception as err:
             outcome.append(_first_line(err))
 
     thread = threading.Thread(target=ask, name="hub-probe", daemon=True)
     thread.start()
     thread.join(timeout)
-    if not outcome:
-        return f"no answer within {timeout:g} s"
-    return outcome[0]
+    return outcome[0] if outcome else silent
 
 
 def is_download_error(err: BaseException) -> bool:
