@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
+from anomalyvfm import options
+
 
 @dataclass
 class LossConfig:
@@ -35,6 +37,19 @@ class LossConfig:
     confidence: bool = True
     confidence_alpha: float = 0.1
     image_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        options.in_unit_interval("model.loss.clip_low", self.clip_low)
+        options.in_unit_interval("model.loss.clip_high", self.clip_high)
+        if self.clip_low >= self.clip_high:
+            raise ValueError(
+                f"model.loss.clip_low must be below model.loss.clip_high; got {self.clip_low} "
+                f">= {self.clip_high}"
+            )
+        options.non_negative_number("model.loss.focal_weight", self.focal_weight)
+        options.non_negative_number("model.loss.focal_gamma", self.focal_gamma)
+        options.non_negative_number("model.loss.confidence_alpha", self.confidence_alpha)
+        options.non_negative_number("model.loss.image_weight", self.image_weight)
 
 
 class LossOutput(NamedTuple):

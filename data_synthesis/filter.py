@@ -99,7 +99,9 @@ class FeatureDistanceFilter:
         if upsample not in get_args(Upsample):
             raise ValueError(f"upsample must be one of {get_args(Upsample)}, got {upsample!r}")
         if checkpoint_path is not None and not Path(checkpoint_path).expanduser().is_file():
-            raise FileNotFoundError(f"filter checkpoint_path {checkpoint_path} does not exist")
+            raise FileNotFoundError(
+                f"filter.init_args.checkpoint_path {checkpoint_path} does not exist"
+            )
         self.backbone = backbone
         self.pretrained = pretrained
         self.checkpoint_path = checkpoint_path
@@ -136,9 +138,22 @@ class FeatureDistanceFilter:
     def _build(self) -> None:
         import torch
 
-        model: Any = _create_model(
-            self.backbone, self.pretrained, self.checkpoint_path, self.image_size, self.model_kwargs
+        from anomalyvfm.backbones.timm_models import create_timm_model
+
+        model: Any = create_timm_model(
+            self.backbone,
+            pretrained=self.pretrained,
+            checkpoint_path=self.checkpoint_path,
+            img_size=self.image_size,
+            model_kwargs=self.model_kwargs,
+            cnn_features=False,
+            name_option="filter.init_args.backbone",
+            path_option="filter.init_args.checkpoint_path",
         )
+        if not all(hasattr(model, a) for a in ("patch_embed", "blocks", "forward_intermediates")):
+            raise ValueError(
+                f"filter.init_args.backbone '{self.backbone}' is not a timm vision transformer"
+            )
         patch = model.patch_embed.patch_size
         patch = int(patch[0]) if isinstance(patch, (tuple, list)) else int(patch)
         size = max(patch, round(self.image_size / patch) * patch)
@@ -294,46 +309,3 @@ def _check_pairs(
             raise ValueError(f"pair {i}: normal image {a.shape} and anomalous {b.shape} differ")
         pairs.append((a, b))
     return pairs
-
-
-def _create_model(
-    name: str, pretrained: bool, checkpoint: str | None, img_size: int, extra: dict[str, Any]
-) -> Any:
-    """``timm.create_model`` with local-checkpoint support and an actionable download error."""
-    import timm
-
-    kwargs = dict(extra)
-    if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"filter checkpoint_path {path} does not exist")
-        # timm reads safetensors or torch files with weights_only=True and applies the model's
-        # checkpoint filter (original-format conversion, position-embedding resampling).
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        pretrained = True
-    try:
-        model = timm.create_model(
-            name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
-        )
-    except (OSError, RuntimeError, ValueError) as err:
-        if checkpoint is None and pretrained and _is_download_error(err):
-            raise RuntimeError(
-                f"could not download pretrained weights for filter backbone '{name}' ({err}). "
-                "Offline, set the filter's `checkpoint_path` to a local .safetensors or .pth "
-                "file, or fill the Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1."
-            ) from err
-        raise
-    except TypeError as err:
-        # CNNs reject img_size in their constructor, before any download.
-        if "img_size" not in str(err):
-            raise
-        raise ValueError(f"filter backbone '{name}' is not a timm vision transformer") from err
-    if not all(hasattr(model, a) for a in ("patch_embed", "blocks", "forward_intermediates")):
-        raise ValueError(f"filter backbone '{name}' is not a timm vision transformer")
-    return model
-
-
-def _is_download_error(err: BaseException) -> bool:
-    text = f"{type(err).__name__} {err}".lower()
-    keys = ("connect", "resolve", "offline", "hub", "http", "network", "timed out", "max retries")
-    return any(key in text for key in keys)

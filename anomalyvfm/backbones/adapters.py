@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from anomalyvfm import options
 
 AdapterType = Literal["dora", "lora", "none", "full"]
 
@@ -53,6 +55,20 @@ class AdapterConfig:
     backend: Literal["native", "peft"] = "native"
     dropout: float = 0.0
     init_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        options.one_of("model.adapter.type", self.type, get_args(AdapterType))
+        options.positive_int("model.adapter.rank", self.rank)
+        options.positive_number("model.adapter.alpha", self.alpha)
+        options.one_of("model.adapter.qkv_parts", self.qkv_parts, ("qv", "qkv"))
+        options.one_of("model.adapter.backend", self.backend, ("native", "peft"))
+        options.in_unit_interval("model.adapter.dropout", self.dropout, high_open=True)
+        options.non_negative_number("model.adapter.init_std", self.init_std)
+        targets = list(self.targets)
+        if not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(
+                f"model.adapter.targets must be a non-empty list of module names; got {targets!r}"
+            )
 
 
 class LowRankLinear(nn.Module):
@@ -147,8 +163,6 @@ def apply_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
     model.requires_grad_(False)
     if config.type == "none":
         return model
-    if config.rank < 1:
-        raise ValueError(f"adapter.rank must be >= 1, got {config.rank}")
     if config.backend == "peft":
         return _apply_peft(model, config)
     matched = 0

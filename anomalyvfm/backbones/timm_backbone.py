@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, get_args
 
-import timm
 import torch
 from torch import Tensor, nn
+
+from anomalyvfm import options
+from anomalyvfm.backbones import timm_models
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,18 @@ class BackboneConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     grad_checkpointing: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"model.backbone.name must be a timm model name; got {self.name!r}")
+        if self.checkpoint_path is not None and not str(self.checkpoint_path).strip():
+            raise ValueError("model.backbone.checkpoint_path is empty; give a file or null")
+        layers = list(self.layers)
+        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise ValueError(
+                f"model.backbone.layers must be a non-empty list of block indices; got {layers!r}"
+            )
+        options.one_of("model.backbone.summary", self.summary, get_args(SummaryKind))
+
 
 class BackboneOutput(NamedTuple):
     """Features of one batch.
@@ -82,6 +95,8 @@ class Backbone(nn.Module):
 
     def __init__(self, config: BackboneConfig, img_size: int | None = None) -> None:
         super().__init__()
+        if img_size is not None:
+            options.positive_int("model.image_size", img_size)
         self.config = config
         # Any: timm models expose family-specific methods (forward_intermediates, ...).
         model: Any = create_timm_model(config, img_size)
@@ -101,6 +116,7 @@ class Backbone(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         if self.is_vit:
             self.patch_size = int(_pair(model.patch_embed.patch_size)[0])
+            self._check_vit_options(img_size)
             self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
             # Class tokens come first; the rest of the prefix are registers (Eva, the DINOv3
             # class, has no num_reg_tokens attribute, so count from cls_token instead).
@@ -126,6 +142,22 @@ class Backbone(nn.Module):
             self.feature_dim = int(sum(info.channels()))
             self.summary_kind = "head"
             self.summary_dim = self.width
+
+    def _check_vit_options(self, img_size: int | None) -> None:
+        name, patch = self.config.name, self.patch_size
+        if img_size is not None and img_size % patch:
+            lower = max(img_size // patch, 1) * patch
+            raise ValueError(
+                f"model.image_size {img_size} (linked from data.image_size) is not a multiple of "
+                f"the patch size {patch} of {name}; use {lower} or {lower + patch}"
+            )
+        depth = len(getattr(self.model, "blocks", ()))
+        bad = [i for i in self.config.layers if depth and not -depth <= i < depth]
+        if bad:
+            raise ValueError(
+                f"model.backbone.layers {bad} out of range for {name} with {depth} blocks "
+                f"(use {-depth}..{depth - 1})"
+            )
 
     def _resolve_summary(self, kind: SummaryKind) -> SummaryKind:
         n_cls = self.num_prefix_tokens - self.num_reg_tokens
@@ -192,57 +224,21 @@ class Backbone(nn.Module):
 
 
 def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module:
-    """Builds the timm model, offline unless pretrained weights are asked for.
+    """Builds the timm model of ``config`` (see :func:`timm_models.create_timm_model`).
 
     Raises:
         FileNotFoundError: ``checkpoint_path`` does not exist.
-        RuntimeError: the pretrained download failed; the message says how to use a local file.
+        ValueError: unknown model name, unreadable ``checkpoint_path``.
+        WeightsUnavailableError: the pretrained weights are not local and cannot be downloaded
+            now; the message says what to set instead.
     """
-    kwargs: dict[str, Any] = dict(config.model_kwargs)
-    pretrained = config.pretrained
-    if config.checkpoint_path is not None:
-        path = Path(config.checkpoint_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.checkpoint_path {path} does not exist")
-        # timm's loader reads safetensors or torch files with weights_only=True and applies the
-        # model's checkpoint filter (original-format conversion, pos-embed resampling).
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        pretrained = True
-    try:
-        return _create(config.name, pretrained, img_size, kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
-        if config.checkpoint_path is None and pretrained and _is_download_error(err):
-            raise RuntimeError(
-                f"could not download pretrained weights for backbone '{config.name}' ({err}). "
-                "On an offline machine set `backbone.checkpoint_path` to a local .safetensors or "
-                ".pth file, or fill the Hugging Face cache (HF_HOME) on a connected machine and "
-                "set HF_HUB_OFFLINE=1."
-            ) from err
-        raise
-
-
-def _create(name: str, pretrained: bool, img_size: int | None, kwargs: dict[str, Any]) -> nn.Module:
-    try:
-        if img_size is None:
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
-        return timm.create_model(
-            name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
-        )
-    except TypeError as err:
-        # CNNs reject img_size in their constructor (before any download): build them as
-        # feature extractors instead, the route DINOv3's ConvNeXt models need too.
-        if "img_size" not in str(err) and "dynamic_img_size" not in str(err):
-            raise
-        out = kwargs.pop("out_indices", (-1,))
-        return timm.create_model(
-            name, pretrained=pretrained, features_only=True, out_indices=out, **kwargs
-        )
-
-
-def _is_download_error(err: BaseException) -> bool:
-    text = f"{type(err).__name__} {err}".lower()
-    keys = ("connect", "resolve", "offline", "hub", "http", "network", "timed out", "max retries")
-    return any(k in text for k in keys)
+    return timm_models.create_timm_model(
+        config.name,
+        pretrained=config.pretrained,
+        checkpoint_path=config.checkpoint_path,
+        img_size=img_size,
+        model_kwargs=config.model_kwargs,
+    )
 
 
 def _pair(value: Any) -> tuple[int, int]:

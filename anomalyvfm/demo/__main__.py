@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -43,20 +42,14 @@ RANDOM_OVERRIDES = [
 
 
 def pretrained_weights_available(name: str = PRETRAINED, timeout: float = 3.0) -> bool:
-    """True when the weights are in the local Hugging Face cache or the hub is reachable."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
+    """True when the weights are in the local Hugging Face cache or the hub answers in time."""
+    from anomalyvfm.backbones.timm_models import WeightsUnavailableError, ensure_weights_reachable
 
-    cfg = timm.models.get_pretrained_cfg(name)
-    hub_id = cfg.hf_hub_id if cfg is not None else None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        if hub_id and isinstance(try_to_load_from_cache(hub_id, filename), str):
-            return True
     try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
+        ensure_weights_reachable(name, pretrained=True, timeout=timeout)
+    except WeightsUnavailableError:
         return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from anomalyvfm import options
 from anomalyvfm.backbones.adapters import AdapterConfig, apply_adapters
 from anomalyvfm.backbones.timm_backbone import Backbone, BackboneConfig
 from anomalyvfm.models.decoder import Decoder, DecoderConfig
@@ -40,6 +41,30 @@ class AnomalyPrediction(NamedTuple):
     pred_score: Tensor
 
 
+def check_model_options(
+    image_size: int, mean_filter_size: int, image_score: str, mean_filter_padding: str
+) -> None:
+    """Raises ValueError naming the first invalid option."""
+    options.positive_int("model.image_size", image_size)
+    options.positive_int("model.mean_filter_size", mean_filter_size)
+    if mean_filter_size % 2 == 0:
+        raise ValueError(
+            f"model.mean_filter_size must be an odd number (1 turns the filter off); "
+            f"got {mean_filter_size}"
+        )
+    options.one_of("model.image_score", image_score, ("head", "map_max", "mean"))
+    options.one_of("model.mean_filter_padding", mean_filter_padding, ("replicate", "zeros"))
+
+
+def _keep_frozen_in_eval(module: nn.Module, parent_training: bool) -> None:
+    """Puts ``module`` and its children in eval mode where they hold no trainable parameter."""
+    params = list(module.parameters())
+    training = any(p.requires_grad for p in params) if params else parent_training
+    module.training = training
+    for child in module.children():
+        _keep_frozen_in_eval(child, training)
+
+
 class AnomalyVFMModel(nn.Module):
     """Backbone with adapters, convolutional decoder and a linear image head.
 
@@ -67,17 +92,30 @@ class AnomalyVFMModel(nn.Module):
         mean_filter_padding: Literal["replicate", "zeros"] = "replicate",
     ) -> None:
         super().__init__()
+        check_model_options(image_size, mean_filter_size, image_score, mean_filter_padding)
         self.backbone = Backbone(backbone, img_size=image_size)
         apply_adapters(self.backbone.model, adapter)
         self.decoder = Decoder(self.backbone.feature_dim, decoder)
         self.image_head = nn.Linear(self.backbone.summary_dim, 1)
-        if mean_filter_size < 1 or mean_filter_size % 2 == 0:
-            raise ValueError(
-                f"mean_filter_size must be a positive odd number, got {mean_filter_size}"
-            )
         self.mean_filter_size = mean_filter_size
         self.image_score = image_score
         self.mean_filter_padding = mean_filter_padding
+        self.train(self.training)  # frozen backbone parts start (and stay) in eval mode
+
+    def train(self, mode: bool = True) -> AnomalyVFMModel:
+        """Sets training mode, except for the frozen parts of the backbone, which stay in eval.
+
+        A module of the backbone trains only when it holds trainable parameters; modules
+        without parameters (dropout, drop-path, activations) follow their parent. So a frozen
+        backbone's BatchNorm statistics do not drift and its dropout does not act during
+        training, which keeps training-time features equal to the ones a reloaded checkpoint
+        (whose frozen backbone comes from its source) computes. Adapters, decoder and head
+        train as usual, and a fully fine-tuned backbone (``adapter.type: full``) trains whole.
+        """
+        super().train(mode)
+        if mode:
+            _keep_frozen_in_eval(self.backbone, parent_training=True)
+        return self
 
     def forward(self, images: Tensor) -> AnomalyVFMOutput:
         """Logits for a batch of [0, 1] RGB images (B, 3, H, W)."""

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from anomalyvfm import options
+
 
 @dataclass
 class DecoderConfig:
@@ -26,6 +28,12 @@ class DecoderConfig:
     width: int | None = None
     num_groups: int = 32
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        options.non_negative_int("model.decoder.num_up_blocks", self.num_up_blocks)
+        if self.width is not None:
+            options.positive_int("model.decoder.width", self.width)
+        options.positive_int("model.decoder.num_groups", self.num_groups)
 
 
 class DecoderOutput(NamedTuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Collection
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -15,6 +16,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from anomalyvfm import options
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
@@ -40,6 +42,30 @@ def _as_config(cls: type[C], value: C | dict[str, Any] | None) -> C:
             raise ValueError(f"unknown {cls.__name__} options {sorted(unknown)}")
         return cls(**value)
     return value
+
+
+def _check_task_options(
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    lr_schedule: str,
+    warmup_steps: int,
+    fpr_limit: float,
+    image_size: int,
+    compile: str,
+) -> None:
+    """Raises ValueError naming the first invalid optimisation or evaluation option."""
+    options.positive_number("model.lr", lr)
+    options.non_negative_number("model.weight_decay", weight_decay)
+    if len(betas) != 2:
+        raise ValueError(f"model.betas must be two numbers in [0, 1); got {betas!r}")
+    for beta in betas:
+        options.in_unit_interval("model.betas", beta, high_open=True)
+    options.one_of("model.lr_schedule", lr_schedule, ("constant", "cosine"))
+    options.non_negative_int("model.warmup_steps", warmup_steps)
+    options.in_unit_interval("model.fpr_limit", fpr_limit, low_open=True)
+    options.positive_int("model.image_size", image_size)
+    options.one_of("model.compile", compile, ("never", "cuda", "always"))
 
 
 class AnomalyVFM(pl.LightningModule):
@@ -99,6 +125,9 @@ class AnomalyVFM(pl.LightningModule):
         compile_eval: bool = False,
     ) -> None:
         super().__init__()
+        _check_task_options(
+            lr, weight_decay, betas, lr_schedule, warmup_steps, fpr_limit, image_size, compile
+        )
         self.backbone_config = _as_config(BackboneConfig, backbone)
         self.adapter_config = _as_config(AdapterConfig, adapter)
         self.decoder_config = _as_config(DecoderConfig, decoder)
@@ -200,6 +229,15 @@ class AnomalyVFM(pl.LightningModule):
     def on_fit_start(self) -> None:
         report = self.model.parameter_report()
         lines = [f"  {k:20s} {v:>14,d}" for k, v in report.items()]
+        frozen = sum(1 for m in self.model.backbone.modules() if not m.training)
+        if frozen and self.model.training:
+            lines.append(f"  {frozen:,d} frozen backbone modules stay in eval mode")
+            # Lightning warns about modules in eval mode when training starts; here they are
+            # deliberate (see AnomalyVFMModel.train), so that warning would only confuse.
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Found \d+ module\(s\) in eval mode at the start of training",
+            )
         rank_zero_info("AnomalyVFM parameters:\n" + "\n".join(lines))
 
     def forward(self, images: Tensor) -> AnomalyPrediction:
