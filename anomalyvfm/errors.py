@@ -1,7 +1,7 @@
 """User errors on the command line: told in a line or two, without a traceback.
 
 A *user error* is a bad option, file or dataset. This project's code reports one by raising
-``ValueError``, ``TypeError``, ``KeyError``, ``ImportError`` or an ``OSError`` such as
+``ValueError``, ``TypeError``, ``KeyError``, ``ImportError``, ``RuntimeError`` or an ``OSError`` such as
 ``FileNotFoundError`` with a message that names the option or file and says what would fix it;
 Lightning reports its own as ``MisconfigurationException``. Such errors often reach the command
 line wrapped: jsonargparse re-raises an error from a class's constructor as a long "does not
@@ -27,7 +27,7 @@ _OWN_PACKAGES = tuple(
     str(Path(__file__).resolve().parents[1] / name) + os.sep
     for name in ("anomalyvfm", "data_synthesis")
 )
-_USER_TYPES = (ValueError, TypeError, KeyError, ImportError, OSError)
+_USER_TYPES = (ValueError, TypeError, KeyError, ImportError, OSError, RuntimeError)
 
 
 def debug_requested() -> bool:
