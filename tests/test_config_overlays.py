@@ -67,8 +67,8 @@ def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
 
 
 def test_every_overlay_has_a_snapshot() -> None:
+    assert OVERLAYS, "no experiments/configs/anomalyvfm_*.yaml"
     assert [p.name for p in OVERLAYS] == sorted(p.name for p in SNAPSHOTS.glob("*.yaml"))
-    assert len(OVERLAYS) == 5
 
 
 @pytest.mark.parametrize("config", OVERLAYS, ids=lambda p: p.stem)
