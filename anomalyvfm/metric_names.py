@@ -1,4 +1,4 @@
-"""Names of the evaluation metrics and their BENCHMARKS.md column headers.
+"""Names of the evaluation metrics and their column headers in result tables.
 
 A module without imports, shared by the evaluator, the result writers and the report command
 (which must start without loading torch or Lightning).
@@ -10,8 +10,8 @@ METRIC_NAMES = (*IMAGE_METRICS, *PIXEL_METRICS)
 OPTIONAL_METRICS = ("pixel_AUPIMO",)
 ALL_METRIC_NAMES = (*METRIC_NAMES, *OPTIONAL_METRICS)
 
-# Column order and headers of the tables in BENCHMARKS.md; AUPIMO (opt-in) is appended when
-# computed.
+# Column order and headers of the published tables (docs/benchmarks.md); AUPIMO (opt-in) is
+# appended when computed.
 HEADERS = {
     "image_AUROC": "I-AUROC",
     "image_F1max": "I-F1max",

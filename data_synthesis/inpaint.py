@@ -4,7 +4,8 @@ A box (each side uniform in ``[box_min, box_max]`` px at ``reference_size``, sca
 ``sqrt(H * W) / reference_size``) is centred on a random foreground pixel and clipped to the
 image; any diffusers inpainting pipeline fills it from "a close-up photo of a {defect}
 {object} ...". Outside the box the normal pixels are pasted back by default, so the VAE round trip
-leaves no image-wide shortcut (METHOD.md). diffusers is imported only when the pipeline loads.
+leaves no image-wide shortcut (docs/method.md, section 1.1). diffusers is imported only when the
+pipeline loads.
 """
 
 from __future__ import annotations

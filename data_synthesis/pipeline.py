@@ -1,4 +1,4 @@
-"""Offline, resumable, sharded generation of a synthetic anomaly dataset (METHOD.md section 1).
+"""Offline, resumable, sharded generation of a synthetic anomaly dataset (docs/method.md, 1.1).
 
 Command::
 

@@ -42,9 +42,10 @@ def test_experiment_configs_resolve(config: Path, capsys: pytest.CaptureFixture[
         run("fit", "--config", str(config), "--print_config")
     assert exc.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
+    # Each backbone config is an overlay on base.yaml that names its backbone by a dotted key.
     source = yaml.safe_load(config.read_text())
     init = printed["model"]["init_args"]
-    assert init["backbone"]["name"] == source["model"]["init_args"]["backbone"]["name"]
+    assert init["backbone"]["name"] == source["model.init_args.backbone.name"]
     assert init["adapter"]["rank"] == 64 and init["adapter"]["alpha"] == 1.0
     # Every backbone gets a 48x48 token grid (model.image_size is linked from data.image_size).
     patch = 14 if "patch14" in init["backbone"]["name"] else 16

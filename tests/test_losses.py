@@ -1,4 +1,5 @@
-"""The confidence-weighted loss against values computed by hand from METHOD.md section 3."""
+"""The confidence-weighted loss against values computed by hand from its definition
+(docs/method.md, section 6)."""
 
 from __future__ import annotations
 

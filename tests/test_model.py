@@ -139,7 +139,7 @@ def test_native_qv_adapter_leaves_key_slice_untouched() -> None:
     ("kind", "expected"), [("dora", 9_510_912), ("lora", 9_437_184), ("none", 0)]
 )
 def test_vit_large_reference_adapter_parameter_counts(kind: str, expected: int) -> None:
-    # METHOD.md: about 9.5M (DoRA) / 9.4M (LoRA) adapter parameters and 26M decoder for ViT-L.
+    # docs/method.md: about 9.5M (DoRA) / 9.4M (LoRA) adapter parameters, 26M decoder for ViT-L.
     with torch.device("meta"):
         model = AnomalyVFMModel(
             BackboneConfig(name="vit_large_patch16_radio_v3.c_radio"),

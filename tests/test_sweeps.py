@@ -32,6 +32,11 @@ PAPER_BACKBONES = {
 }
 
 
+def backbone_name(config: Path) -> str:
+    """The backbone a paper config names (an overlay on base.yaml, with dotted keys)."""
+    return str(yaml.safe_load(config.read_text())["model.init_args.backbone.name"])
+
+
 def check_schema(sweep: dict[str, Any], name: str) -> None:
     """The fields ``wandb sweep`` requires of a ``command:`` sweep."""
     assert sweep.get("method") in METHODS, f"{name}: method must be one of {METHODS}"
@@ -123,14 +128,10 @@ def test_sweep_samples_run_through_the_cli(path: Path, tmp_path: Path, normal_di
         qkv = cli.model.model.backbone.model.blocks[0].attn.qkv
         assert qkv.rank == params["model.init_args.adapter.rank"]
     if "config" in params:
-        paper = yaml.safe_load((REPO / params["config"]).read_text())
-        assert paper["model"]["init_args"]["backbone"]["name"] in PAPER_BACKBONES
+        assert backbone_name(REPO / params["config"]) in PAPER_BACKBONES
 
 
 def test_backbone_sweep_covers_the_five_paper_configs() -> None:
     sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "backbones.yaml").read_text())
-    names = {
-        yaml.safe_load((REPO / p).read_text())["model"]["init_args"]["backbone"]["name"]
-        for p in sweep["parameters"]["config"]["values"]
-    }
+    names = {backbone_name(REPO / p) for p in sweep["parameters"]["config"]["values"]}
     assert sweep["method"] == "grid" and names == PAPER_BACKBONES

@@ -14,7 +14,7 @@ import yaml
 
 from anomalyvfm.metric_names import HEADERS
 
-# Canonical metric order (the BENCHMARKS.md columns, then opt-in ones).
+# Canonical metric order (the columns of the tables in docs/benchmarks.md, then opt-in ones).
 METRICS = [*HEADERS, "pixel_AUPIMO"]
 
 

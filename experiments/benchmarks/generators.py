@@ -1,4 +1,4 @@
-"""Images per second per core of each online anomaly generator (issue 3, point 7).
+"""Images per second per core of each online anomaly generator (target: 20 per core at 768 px).
 
 Each generator runs on one already-decoded image (default 768x768) in this single process with
 numpy/BLAS/torch limited to one thread, so the rate is per core. Every repeat times ``--calls``

@@ -1,6 +1,6 @@
 """Does it teach? Train on MTD's defect-free tiles with each online generator, test on real defects.
 
-Issue 3, point 8: the in-domain, DRAEM-style check. For each generator setting, the same model
+The in-domain, DRAEM-style check. For each generator setting, the same model
 is trained through the real CLI (``anomalyvfm.cli.main``) on a fixed split of the defect-free
 Magnetic Tile images (``MT_Free``) with online synthetic anomalies, then tested on MTD: the
 held-out defect-free tiles plus every defective tile (Blowhole, Break, Crack, Fray, Uneven).
