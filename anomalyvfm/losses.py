@@ -1,4 +1,4 @@
-"""Confidence-weighted pixel loss and image focal loss (METHOD.md section 3)."""
+"""Confidence-weighted pixel loss and image focal loss (docs/method.md, section 6)."""
 
 from __future__ import annotations
 

@@ -22,13 +22,6 @@ FORBIDDEN = re.compile(
         [*(rf"\b{name}\.md\b" for name in _DOC_NAMES), r"shared/" + "docs", r"\b[Ii]ssues? #?\d+"]
     )
 )
-# Files that still hold such references and are being rewritten elsewhere; remove an entry once
-# its file is clean, and the xfail below once the list is empty.
-PENDING = {
-    "anomalyvfm/callbacks/results.py",
-    "anomalyvfm/losses.py",
-    "data_synthesis/filter.py",
-}
 
 
 def tracked_text_files() -> list[str]:
@@ -80,18 +73,6 @@ def test_pattern_catches_what_it_should() -> None:
         assert not FORBIDDEN.search(text), text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="files listed in PENDING still refer to outside documents; they are being rewritten",
-)
 def test_no_tracked_file_refers_outside_the_repository() -> None:
     hits = find_references(tracked_text_files())
-    assert not hits, "references outside the repository:\n" + "\n".join(hits)
-
-
-def test_no_file_outside_pending_refers_outside_the_repository() -> None:
-    """The same check, strict, on everything already clean."""
-    paths = tracked_text_files()
-    assert set(paths) >= PENDING, sorted(PENDING - set(paths))
-    hits = find_references([p for p in paths if p not in PENDING])
     assert not hits, "references outside the repository:\n" + "\n".join(hits)

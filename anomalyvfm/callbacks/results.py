@@ -6,7 +6,7 @@ protocol. :class:`ResultsWriter` turns them into:
 
 * ``<stem>_categories.csv``: one row per category with every metric (fractions, empty when
   undefined), ``n_images`` and one column per protocol field;
-* ``<stem>_datasets.md``: the BENCHMARKS.md table (one row per dataset, a bold mean row, values in
+* ``<stem>_datasets.md``: the published tables' shape, see docs/benchmarks.md (one row per dataset, a bold mean row, values in
   %) under a line stating the protocol;
 * ``<stem>_categories.md``: the same columns per category;
 * the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
@@ -235,7 +235,7 @@ def protocol_line(protocol: dict[str, Any]) -> str:
 
 
 def table_metrics(report: EvalReport) -> list[str]:
-    """The BENCHMARKS.md columns, plus AUPIMO when it was computed."""
+    """The columns of the published tables (docs/benchmarks.md), plus AUPIMO when computed."""
     return [*HEADERS, *(["pixel_AUPIMO"] if "pixel_AUPIMO" in report.metrics else [])]
 
 
@@ -259,7 +259,7 @@ def _markdown(
 
 
 def dataset_table(report: EvalReport, display_names: dict[str, str] | None = None) -> str:
-    """BENCHMARKS.md shape: ``| dataset (#categories) | I-AUROC | ... |`` and a bold mean row."""
+    """The published tables' shape (docs/benchmarks.md): ``| dataset (#categories) | I-AUROC | ... |`` and a bold mean row."""
     names = display_names or {}
     metrics = table_metrics(report)
     rows = [
