@@ -1,4 +1,4 @@
-"""Stage 3 of the offline pipeline: a frozen-VFM feature-distance filter (docs/method.md, section 1.1).
+"""Stage 3 of the offline pipeline: a frozen-VFM feature-distance filter (docs/method.md, 1.1).
 
 Both images of a (normal, anomalous) pair go through a frozen timm vision transformer; the
 per-pixel cosine distance between their bilinearly upsampled patch features is the difference

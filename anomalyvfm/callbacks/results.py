@@ -6,8 +6,8 @@ protocol. :class:`ResultsWriter` turns them into:
 
 * ``<stem>_categories.csv``: one row per category with every metric (fractions, empty when
   undefined), ``n_images`` and one column per protocol field;
-* ``<stem>_datasets.md``: the published tables' shape, see docs/benchmarks.md (one row per dataset, a bold mean row, values in
-  %) under a line stating the protocol;
+* ``<stem>_datasets.md``: the published tables' shape, see docs/benchmarks.md (one row per
+  dataset, a bold mean row, values in %) under a line stating the protocol;
 * ``<stem>_categories.md``: the same columns per category;
 * the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
   overall mean, per pixel-level dataset the number of defective images with an empty mask
@@ -259,7 +259,8 @@ def _markdown(
 
 
 def dataset_table(report: EvalReport, display_names: dict[str, str] | None = None) -> str:
-    """The published tables' shape (docs/benchmarks.md): ``| dataset (#categories) | I-AUROC | ... |`` and a bold mean row."""
+    """The published tables' shape (docs/benchmarks.md): ``| dataset (#categories) | I-AUROC |
+    ... |`` and a bold mean row."""
     names = display_names or {}
     metrics = table_metrics(report)
     rows = [
