@@ -2,7 +2,8 @@
 
 A *user error* is a bad option, file or dataset. This project's code reports one by raising
 ``ValueError``, ``TypeError``, ``KeyError``, ``ImportError``, ``RuntimeError`` or an ``OSError``
-such as ``FileNotFoundError`` with a message that names the option or file and says what would fix it;
+such as ``FileNotFoundError`` with a message that names the option or file and says what would
+fix it;
 Lightning reports its own as ``MisconfigurationException``. Such errors often reach the command
 line wrapped: jsonargparse re-raises an error from a class's constructor as a long "does not
 validate against any of the Union subtypes" message, with the original as its context.
