@@ -308,3 +308,14 @@ def test_a_run_failing_at_its_file_check_leaves_the_previous_results(tmp_path: P
     with pytest.raises(FileNotFoundError, match="bad: image"):
         run_test(tmp_path, bad, task=task, writer=writer)
     assert writer.path.read_text() == written  # not rewritten from the earlier run's state
+
+
+def test_two_evaluation_datasets_with_one_name_are_refused(mvtec_root: Path) -> None:
+    from anomalyvfm.data import AnomalyDataModule, MVTecAD
+
+    first, second = MVTecAD(root=str(mvtec_root)), MVTecAD(root=str(mvtec_root))
+    with pytest.raises(ValueError, match=r"data.test_datasets: two datasets are named 'mvtec_ad'"):
+        AnomalyDataModule(test_datasets=[first, second])
+    renamed = MVTecAD(root=str(mvtec_root), name="mvtec_again")
+    dm = AnomalyDataModule(val_datasets=[first], test_datasets=[second, renamed])
+    assert [ds.name for ds in dm.eval_datasets("test")] == ["mvtec_ad", "mvtec_again"]

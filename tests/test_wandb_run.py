@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,16 @@ def _finish_and_read(tmp: Path, seen: set[Path]) -> OfflineRun:
     new = sorted(set(tmp.glob("**/wandb/offline-run-*")) - seen)
     assert len(new) == 1, new
     seen.add(new[0])
+    # W&B's service process may still be flushing the file when finish() returns on a busy
+    # machine: read again until the record log decodes and holds the run record.
+    for _ in range(40):
+        try:
+            run = OfflineRun.read(new[0])
+            if run.project:
+                return run
+        except Exception:  # a record cut mid-write
+            pass
+        time.sleep(0.25)
     return OfflineRun.read(new[0])
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,72 +33,11 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from anomalyvfm.metric_names import ALL_METRIC_NAMES, HEADERS
-from anomalyvfm.metrics.evaluator import mean_over
+from anomalyvfm.metric_names import HEADERS
+from anomalyvfm.results import EvalReport, report_of
+from anomalyvfm.tasks.anomaly_detection import AnomalyVFM
 
-Results = dict[str, dict[str, dict[str, float]]]
-
-
-@dataclass
-class EvalReport:
-    """Everything one evaluation produced, in the shape the writers need.
-
-    Attributes:
-        results: ``{dataset: {category: {metric: value}}}``; NaN or absent = undefined.
-        dataset_means: ``{dataset: {metric: mean over categories}}``.
-        overall_mean: ``{metric: mean over datasets}``.
-        counts: ``{dataset: {category: number of images}}``.
-        protocol: evaluation protocol (resolution, mean filter, resize, metric mode, ...).
-        empty_masks: ``{dataset: defective images whose mask is empty}`` (pixel-level sets).
-        incomplete: for a run stopped by an error: ``error`` and ``datasets_without_results``.
-    """
-
-    results: Results
-    dataset_means: dict[str, dict[str, float]] = field(default_factory=dict)
-    overall_mean: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    protocol: dict[str, Any] = field(default_factory=dict)
-    empty_masks: dict[str, int] = field(default_factory=dict)
-    incomplete: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        # Means follow the method's protocol (categories, then datasets, NaN ignored) when the
-        # task did not provide them.
-        self.dataset_means = {
-            name: self.dataset_means.get(name) or mean_over(res)
-            for name, res in self.results.items()
-        }
-        self.overall_mean = self.overall_mean or mean_over(self.dataset_means)
-
-    @property
-    def metrics(self) -> list[str]:
-        """Metric names present in any category, in the canonical order."""
-        seen = {m for res in self.results.values() for vals in res.values() for m in vals}
-        return [m for m in ALL_METRIC_NAMES if m in seen]
-
-    @classmethod
-    def from_module(cls, trainer: pl.Trainer, pl_module: pl.LightningModule) -> EvalReport:
-        """Reads the task's results; older tasks without means or protocol still work."""
-        protocol = dict(getattr(pl_module, "eval_protocol", None) or {})
-        if not protocol:
-            datamodule = getattr(trainer, "datamodule", None)
-            hparams = getattr(pl_module, "hparams", {})
-            protocol = {
-                "resolution": getattr(datamodule, "eval_resolution", None),
-                "image_size": getattr(datamodule, "image_size", hparams.get("image_size")),
-                "resize": getattr(datamodule, "eval_resize", None),
-                "mean_filter_size": hparams.get("mean_filter_size"),
-                "metric_mode": hparams.get("metric_mode"),
-                "fpr_limit": hparams.get("fpr_limit"),
-            }
-        return cls(
-            results=dict(getattr(pl_module, "results", None) or {}),
-            dataset_means=dict(getattr(pl_module, "dataset_means", None) or {}),
-            overall_mean=dict(getattr(pl_module, "overall_mean", None) or {}),
-            counts=dict(getattr(pl_module, "eval_counts", None) or {}),
-            protocol=protocol,
-            empty_masks=dict(getattr(pl_module, "eval_empty_masks", None) or {}),
-        )
+__all__ = ["EvalReport", "ResultsWriter"]
 
 
 class ResultsWriter(pl.Callback):
@@ -141,7 +79,9 @@ class ResultsWriter(pl.Callback):
 
     @rank_zero_only
     def _write_and_show(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        report = EvalReport.from_module(trainer, pl_module)
+        report = report_of(pl_module)
+        if report is None:
+            return
         self.written = self.write(report)
         print(dataset_table(report, self.display_names))
         print("results written to " + ", ".join(str(p) for p in self.written.values()))
@@ -159,16 +99,17 @@ class ResultsWriter(pl.Callback):
         gathered once one process has failed). The error itself is left to end the run.
         """
         testing, self._testing = self._testing, False
-        compute = getattr(pl_module, "compute_finished", None)
-        if trainer.state.fn != TrainerFn.TESTING or compute is None or not testing:
+        if trainer.state.fn != TrainerFn.TESTING or not testing:
+            return
+        if not isinstance(pl_module, AnomalyVFM):
             return
         if trainer.world_size > 1:
             rank_zero_warn("the test run failed; partial results are not written under DDP")
             return
         try:
-            missing = compute()
-            report = EvalReport.from_module(trainer, pl_module)
-            if not report.results:
+            missing = pl_module.compute_finished()
+            report = report_of(pl_module)
+            if report is None or not report.results:
                 return
             report.incomplete = {
                 "error": f"{type(exception).__name__}: {exception}",
@@ -202,7 +143,7 @@ class ResultsWriter(pl.Callback):
             writer = csv.writer(f)
             writer.writerow(columns)
             writer.writerows([["" if _undefined(v) else v for v in row] for row in rows])
-        head = protocol_line(report.protocol) + "\n\n"
+        head = protocol_line(report.protocol.as_dict()) + "\n\n"
         paths["datasets_md"].write_text(head + dataset_table(report, self.display_names) + "\n")
         paths["categories_md"].write_text(head + category_table(report, self.display_names) + "\n")
         payload = summary(report, self.extra)
@@ -267,7 +208,7 @@ def dataset_table(report: EvalReport, display_names: dict[str, str] | None = Non
         ([f"{names.get(d, d)} ({len(res)})"], report.dataset_means[d])
         for d, res in report.results.items()
     ]
-    table = _markdown(["dataset (#categories)"], rows, metrics, report.protocol)
+    table = _markdown(["dataset (#categories)"], rows, metrics, report.protocol.as_dict())
     mean = [f"**{_pct(report.overall_mean.get(m))}**" for m in metrics]
     label = f"**mean of {len(report.results)}**"
     return table + "\n| " + " | ".join([label, *mean]) + " |"
@@ -284,13 +225,14 @@ def category_table(report: EvalReport, display_names: dict[str, str] | None = No
         total = str(sum(counts.values()) or "-")
         rows.append(([names.get(d, d), "**mean**", total], report.dataset_means[d]))
     first = ["dataset", "category", "images"]
-    return _markdown(first, rows, table_metrics(report), report.protocol)
+    return _markdown(first, rows, table_metrics(report), report.protocol.as_dict())
 
 
 def category_rows(report: EvalReport) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the per-category CSV / W&B table (fractions; NaN where undefined)."""
-    metrics, proto = report.metrics, [_scalar(v) for v in report.protocol.values()]
-    columns = ["dataset", "category", *metrics, "n_images", *report.protocol]
+    protocol = report.protocol.as_dict()
+    metrics, proto = report.metrics, [_scalar(v) for v in protocol.values()]
+    columns = ["dataset", "category", *metrics, "n_images", *protocol]
     rows = [
         [d, c, *(vals.get(m, math.nan) for m in metrics), report.counts.get(d, {}).get(c), *proto]
         for d, res in report.results.items()
@@ -316,9 +258,9 @@ def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str
     """The summary JSON's content (NaN kept; :func:`_finite` turns it into null)."""
     return {
         **(extra or {}),
-        "protocol": report.protocol,
-        "eval_resolution": report.protocol.get("resolution"),
-        "image_size": report.protocol.get("image_size"),
+        "protocol": report.protocol.as_dict(),
+        "eval_resolution": report.protocol.resolution,
+        "image_size": report.protocol.image_size,
         "datasets": {
             d: {
                 "categories": res,
@@ -335,7 +277,8 @@ def summary(report: EvalReport, extra: dict[str, Any] | None = None) -> dict[str
 
 
 def log_to_wandb(trainer: pl.Trainer, report: EvalReport) -> None:
-    """Tables, headline means (run summary) and protocol (run config) to each W&B logger."""
+    """The two result tables to each W&B logger (the run summary and the protocol in the run
+    config are :class:`~anomalyvfm.callbacks.WandbSummary`'s)."""
     loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
     if not loggers or not report.results:
         return
@@ -345,10 +288,6 @@ def log_to_wandb(trainer: pl.Trainer, report: EvalReport) -> None:
         for key, (columns, rows) in tables.items():
             data = [[None if _undefined(v) else v for v in row] for row in rows]
             logger.log_table(key=key, columns=columns, data=data)
-        run = logger.experiment
-        for metric, value in report.overall_mean.items():
-            run.summary[f"test/mean/{metric}"] = value
-        run.config.update({"eval_protocol": _finite(report.protocol)}, allow_val_change=True)
 
 
 def _pct(value: float | None) -> str:

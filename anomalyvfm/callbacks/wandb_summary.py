@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
 from anomalyvfm.loggers import WandbLogger, describe_model_to_loggers, finite_items
+from anomalyvfm.results import report_of
 
 
 class WandbSummary(pl.Callback):
@@ -28,12 +29,19 @@ class WandbSummary(pl.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        values: dict[str, float] = {}
-        for dataset, means in (getattr(pl_module, "dataset_means", None) or {}).items():
-            values.update(finite_items(means, f"test/{dataset}"))
-        values.update(finite_items(getattr(pl_module, "overall_mean", None) or {}, "test/mean"))
-        if not values:
+        """The test means (``test/<dataset>/<metric>``, ``test/mean/<metric>``) into the run
+        summary and the protocol into the run config: the one place either is written."""
+        report = report_of(pl_module)
+        if report is None or not report.results:
             return
+        values: dict[str, float] = {}
+        for dataset, means in report.dataset_means.items():
+            values.update(finite_items(means, f"test/{dataset}"))
+        values.update(finite_items(report.overall_mean, "test/mean"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.experiment.summary.update(values)
+                run = logger.experiment
+                run.summary.update(values)
+                run.config.update(
+                    {"eval_protocol": report.protocol.as_dict()}, allow_val_change=True
+                )

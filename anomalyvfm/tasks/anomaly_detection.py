@@ -22,9 +22,10 @@ from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
 from anomalyvfm.losses import AnomalyVFMLoss, LossConfig, LossOutput
 from anomalyvfm.metrics.compat import MetricMode
-from anomalyvfm.metrics.evaluator import AnomalyEvaluator, MetricName, mean_over
+from anomalyvfm.metrics.evaluator import AnomalyEvaluator, MetricName
 from anomalyvfm.models.anomalyvfm import AnomalyPrediction, AnomalyVFMModel
 from anomalyvfm.models.decoder import DecoderConfig
+from anomalyvfm.results import EvalProtocol, EvalReport, EvalSource
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -145,12 +146,9 @@ class AnomalyVFM(pl.LightningModule):
         self.configure_models()
         self.configure_losses()
         self.evaluators = nn.ModuleDict()
-        self.results: dict[str, dict[str, dict[str, float]]] = {}
-        self.dataset_means: dict[str, dict[str, float]] = {}
-        self.overall_mean: dict[str, float] = {}
-        self.eval_counts: dict[str, dict[str, int]] = {}
-        self.eval_empty_masks: dict[str, int] = {}
-        self.eval_protocol: dict[str, Any] = {}
+        # The evaluation's protocol (built when it starts) and report (when it ends).
+        self.protocol: EvalProtocol | None = None
+        self.report: EvalReport | None = None
         self.compiled = False
         # Datasets of the current evaluation, those whose loader this process has finished, a
         # file of each with an empty defect mask, and those already warned about.
@@ -177,33 +175,27 @@ class AnomalyVFM(pl.LightningModule):
         self.criterion = AnomalyVFMLoss(self.loss_config)
 
     def configure_metrics(self, stage: str) -> None:
-        """One evaluator per evaluation dataset of ``stage`` (from the datamodule)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "eval_datasets"):
+        """One evaluator per evaluation dataset of ``stage`` and the evaluation protocol, from
+        the datamodule (an :class:`~anomalyvfm.results.EvalSource`; none: no evaluation)."""
+        # Lightning sets trainer.datamodule (None without one) when the trainer is built.
+        datamodule = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
+        if not isinstance(datamodule, EvalSource):
             return
-        self._eval_names = [ds.name for ds in datamodule.eval_datasets(stage)]
+        datasets = list(datamodule.eval_datasets(stage))
+        self._eval_names = [ds.name for ds in datasets]
         self._finished, self._empty_mask_example, self._computed = set(), {}, False
         self._empty_mask_warned = set()  # once per dataset and run (fit: over all validations)
-        for ds in datamodule.eval_datasets(stage):
+        for ds in datasets:
             self.evaluators[ds.name] = AnomalyEvaluator(
                 ds.categories,
                 pixel_labels=ds.pixel_labels,
-                image_labels=getattr(ds, "image_labels", True),
+                image_labels=ds.image_labels,
                 fpr_limit=self.hparams["fpr_limit"],
                 metric_mode=self.hparams["metric_mode"],
                 metrics=self.hparams["eval_metrics"],
                 compute_on_cpu=self.hparams["metrics_on_cpu"],
             )
-        self.eval_protocol = {
-            "resolution": getattr(datamodule, "eval_resolution", None),
-            "image_size": getattr(datamodule, "image_size", self.hparams["image_size"]),
-            "resize": getattr(datamodule, "eval_resize", "squash"),
-            "mean_filter_size": self.hparams["mean_filter_size"],
-            "mean_filter_padding": self.hparams["mean_filter_padding"],
-            "image_score": self.hparams["image_score"],
-            "metric_mode": self.hparams["metric_mode"],
-            "fpr_limit": self.hparams["fpr_limit"],
-        }
+        self.protocol = EvalProtocol.build(datamodule, self.hparams)
 
     def setup(self, stage: str) -> None:
         self.configure_metrics(stage)
@@ -324,24 +316,25 @@ class AnomalyVFM(pl.LightningModule):
 
     def _log_results(self, stage: str) -> None:
         """Logs ``{stage}/{dataset}/{category}/{metric}``, dataset means and the overall mean."""
-        self.compute_results()
+        report = self.compute_results()
         self._computed = True
-        for name, res in self.results.items():
+        for name, res in report.results.items():
             for category, values in res.items():
                 self._log_values(f"{stage}/{name}/{category}", values)
-            self._log_values(f"{stage}/{name}", self.dataset_means[name])
-        if self.dataset_means:
-            self._log_values(f"{stage}/mean", self.overall_mean)
+            self._log_values(f"{stage}/{name}", report.dataset_means[name])
+        if report.results:
+            self._log_values(f"{stage}/mean", report.overall_mean)
 
-    def compute_results(self, names: Collection[str] | None = None) -> None:
-        """Computes (and resets) the evaluators of ``names`` (all when None) into ``results``,
-        ``eval_counts``, ``eval_empty_masks``, ``dataset_means`` and ``overall_mean``.
+    def compute_results(self, names: Collection[str] | None = None) -> EvalReport:
+        """Computes (and resets) the evaluators of ``names`` (all when None) into
+        :attr:`report`, which it returns.
 
         A dataset with defective images whose mask is empty gets one warning per run naming
         the count and an example file.
         """
-        per_dataset: dict[str, dict[str, float]] = {}
-        self.results, self.eval_counts, self.eval_empty_masks = {}, {}, {}
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        empty_masks: dict[str, int] = {}
         for name, module in self.evaluators.items():
             if names is not None and name not in names:
                 continue
@@ -350,14 +343,40 @@ class AnomalyVFM(pl.LightningModule):
             evaluator.reset()
             if not res:
                 continue
-            self.results[name] = res
-            self.eval_counts[name] = dict(evaluator.num_images)
+            results[name] = res
+            counts[name] = dict(evaluator.num_images)
             if evaluator.pixel_labels:
-                self.eval_empty_masks[name] = evaluator.num_empty_masks
+                empty_masks[name] = evaluator.num_empty_masks
                 self._warn_empty_masks(name, evaluator.num_empty_masks)
-            per_dataset[name] = mean_over(res)
-        self.dataset_means = per_dataset
-        self.overall_mean = mean_over(per_dataset)
+        self.report = EvalReport(
+            results,
+            counts=counts,
+            protocol=self.protocol or EvalProtocol(),
+            empty_masks=empty_masks,
+        )
+        return self.report
+
+    # Views of the report, for scripts and notebooks.
+    @property
+    def results(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{dataset: {category: {metric: value}}}`` of the last evaluation."""
+        return self.report.results if self.report else {}
+
+    @property
+    def dataset_means(self) -> dict[str, dict[str, float]]:
+        return self.report.dataset_means if self.report else {}
+
+    @property
+    def overall_mean(self) -> dict[str, float]:
+        return self.report.overall_mean if self.report else {}
+
+    @property
+    def eval_counts(self) -> dict[str, dict[str, int]]:
+        return self.report.counts if self.report else {}
+
+    @property
+    def eval_empty_masks(self) -> dict[str, int]:
+        return self.report.empty_masks if self.report else {}
 
     def compute_finished(self) -> list[str]:
         """Results of the datasets whose loader finished, after a ``test`` stopped by an error.

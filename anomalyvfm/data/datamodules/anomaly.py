@@ -140,8 +140,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.eval_mask_size = eval_mask_size
         self.eval_resize: Resize = _choice(eval_resize, Resize, "eval_resize")
         self.train_length = _positive(train_length, "train_length")
-        self.val_datasets = list(val_datasets)
-        self.test_datasets = list(test_datasets)
+        self.val_datasets = _unique_names(val_datasets, "val_datasets")
+        self.test_datasets = _unique_names(test_datasets, "test_datasets")
         self.seed = seed
         for ds in (*self.val_datasets, *self.test_datasets):
             ds.image_size = image_size
@@ -346,3 +346,17 @@ def _weights(weights: Sequence[float] | None, option: str) -> list[float] | None
             f"data.{option} must be non-negative numbers, not all zero; got {values!r}"
         )
     return [float(w) for w in values]
+
+
+def _unique_names(datasets: Sequence[EvalDataset], option: str) -> list[EvalDataset]:
+    """``datasets`` as a list; two with one name would share one evaluator and one set of
+    results, so a clash is refused naming both."""
+    seen: dict[str, EvalDataset] = {}
+    for ds in datasets:
+        other = seen.setdefault(ds.name, ds)
+        if other is not ds:
+            raise ValueError(
+                f"data.{option}: two datasets are named {ds.name!r} ({type(other).__name__} at "
+                f"{other.root} and {type(ds).__name__} at {ds.root}); give each its own `name`"
+            )
+    return list(datasets)
