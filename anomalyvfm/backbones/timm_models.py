@@ -18,6 +18,7 @@ import difflib
 import os
 import re
 import ssl
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -26,8 +27,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import timm
 from torch import nn
+
+
+def _import_timm() -> Any:
+    """timm, imported without letting it import W&B.
+
+    ``timm.utils.summary`` imports ``wandb`` whenever it is installed (for timm's own training
+    scripts, which this project does not use). That costs a second and loads W&B in runs that
+    never log to it. The guard lasts only for timm's own import: a W&B logger imports W&B
+    normally afterwards.
+    """
+    if "timm" in sys.modules or "wandb" in sys.modules:
+        import timm
+
+        return timm
+    sys.modules["wandb"] = None  # type: ignore[assignment]  # makes `import wandb` fail
+    try:
+        import timm
+    finally:
+        del sys.modules["wandb"]
+    return timm
+
+
+timm = _import_timm()
 
 # How long the hub may take to answer one HEAD request before the download is given up.
 HUB_TIMEOUT_S = 5.0
