@@ -3,9 +3,10 @@
 A box (each side uniform in ``[box_min, box_max]`` px at ``reference_size``, scaled by
 ``sqrt(H * W) / reference_size``) is centred on a random foreground pixel and clipped to the
 image; any diffusers inpainting pipeline fills it from "a close-up photo of a {defect}
-{object} ...". Outside the box the normal pixels are pasted back by default, so the VAE round trip
-leaves no image-wide shortcut (docs/method.md, section 1.1). diffusers is imported only when the
-pipeline loads.
+{object} ... {background} background." (the normal image's own background; textures: "a
+close-up photo of a {defect} {object} texture ..." with no background). Outside the box the
+normal pixels are pasted back by default, so the VAE round trip leaves no image-wide shortcut
+(docs/method.md, section 1.1). diffusers is imported only when the pipeline loads.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from data_synthesis.vocab import Vocabulary, load_vocabulary
 
 DEFECT_TEMPLATE = (
     "a close-up photo of a {defect} {object} for industrial visual inspection. "
+    "Top down view. Centered. {background} background."
+)
+TEXTURE_DEFECT_TEMPLATE = (
+    "a close-up photo of a {defect} {object} texture for industrial visual inspection. "
     "Top down view. Centered."
 )
 ForegroundChoice = Literal["auto", "all", "threshold", "saliency"]
@@ -69,11 +74,16 @@ def working_shape(shape: tuple[int, int], resolution: int | None, multiple: int)
 class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
     """Inpaint an object-specific defect into a box centred on the foreground.
 
-    Randomness: every choice (object, defect, box, torch seed) comes from the numpy ``rng``; the
-    diffusion noise comes from a CPU ``torch.Generator`` seeded from it, one per item. In a
-    batch, each item's noise is therefore independent of the other items, and the box, prompt,
-    mask and params are exactly those of a one-by-one call; the pixels match one-by-one calls
-    only up to floating-point differences of batched kernels (about 1e-5 on CPU).
+    The defect prompt repeats the normal prompt's background sentence: the background comes with
+    the image (``generate(..., backgrounds=...)``; the pipeline passes the normal's) or, when
+    unknown, is drawn from the background list. Texture objects use ``texture_template``, which
+    calls them textures and has no background.
+
+    Randomness: every choice (object, defect, background, box, torch seed) comes from the numpy
+    ``rng``; the diffusion noise comes from a CPU ``torch.Generator`` seeded from it, one per
+    item. In a batch, each item's noise is therefore independent of the other items, and the box,
+    prompt, mask and params are exactly those of a one-by-one call; the pixels match one-by-one
+    calls only up to floating-point differences of batched kernels (about 1e-5 on CPU).
 
     Args:
         model: Hub id or local folder of any diffusers inpainting pipeline (SD, SDXL, FLUX Fill),
@@ -81,6 +91,8 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         pipeline: An already built pipeline (tests, benchmarks); overrides ``model``.
         object_name: Object used by ``__call__``; None draws one from the vocabulary.
         vocabulary: Objects YAML file (see ``data_synthesis/vocab/objects.yaml``); None = bundled.
+        backgrounds: Background list drawn from when an image's background is unknown; None =
+            the bundled ``backgrounds.txt``.
         steps: Denoising steps.
         guidance_scale: Classifier-free guidance; None = the pipeline's default.
         strength: Noise strength of the masked region; None = the pipeline's default (1.0).
@@ -92,7 +104,9 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         resolution: Long side the pipeline runs at (e.g. 512 for SD 1.5); None = image size.
             Either way the size is rounded to ``size_multiple`` and the result resized back.
         size_multiple: Pipeline sizes are multiples of this (8 for SD VAEs, 16 for FLUX).
-        prompt_template: Defect prompt with ``{defect}`` and ``{object}`` fields.
+        prompt_template: Defect prompt with ``{defect}``, ``{object}`` and ``{background}``
+            fields.
+        texture_template: Defect prompt of texture objects (``{defect}``, ``{object}``).
         negative_prompt: Passed to the pipeline when set (not every pipeline accepts one).
         restore_outside: Paste the normal pixels back outside the box.
         foreground: "auto" ("all" for textures, "threshold" otherwise) or a method name.
@@ -110,6 +124,7 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         pipeline: Any = None,
         object_name: str | None = None,
         vocabulary: str | Path | None = None,
+        backgrounds: str | Path | None = None,
         steps: int = 20,
         guidance_scale: float | None = None,
         strength: float | None = None,
@@ -121,6 +136,7 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         resolution: int | None = None,
         size_multiple: int = 8,
         prompt_template: str = DEFECT_TEMPLATE,
+        texture_template: str = TEXTURE_DEFECT_TEMPLATE,
         negative_prompt: str | None = None,
         restore_outside: bool = True,
         foreground: ForegroundChoice = "auto",
@@ -137,7 +153,7 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             )
         if steps < 1 or size_multiple < 1 or reference_size < 1:
             raise ValueError("steps, size_multiple and reference_size must be >= 1")
-        self.vocab: Vocabulary = load_vocabulary(vocabulary)
+        self.vocab: Vocabulary = load_vocabulary(vocabulary, backgrounds)
         if object_name is not None:
             self.vocab.entry(object_name)
         self.model, self._pipe, self.object_name = model, pipeline, object_name
@@ -145,7 +161,8 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         self.dtype, self.device, self.attention_slicing = dtype, device, attention_slicing
         self.box_range, self.reference_size = (float(box_min), float(box_max)), reference_size
         self.resolution, self.size_multiple = resolution, size_multiple
-        self.prompt_template, self.negative_prompt = prompt_template, negative_prompt
+        self.prompt_template, self.texture_template = prompt_template, texture_template
+        self.negative_prompt = negative_prompt
         self.restore_outside, self.foreground, self.segmenter = (
             restore_outside,
             foreground,
@@ -182,11 +199,22 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         obj: str | None,
         fg_given: np.ndarray | None,
         index: int,
+        background: str | None = None,
     ) -> dict[str, Any]:
-        """Draw every random choice of one item, in a fixed order."""
+        """Draw every random choice of one item, in a fixed order.
+
+        The background is drawn only for a non-texture object whose background is not given.
+        """
         obj = obj or self.object_name or self.vocab.names[int(rng.integers(len(self.vocab.names)))]
         entry = self.vocab.entry(obj)
         defect = entry.defects[int(rng.integers(len(entry.defects)))]
+        drawn = not entry.texture and background is None
+        if entry.texture:
+            background, prompt = None, self.texture_template.format(defect=defect, object=obj)
+        else:
+            if drawn:
+                background = self.vocab.backgrounds[int(rng.integers(len(self.vocab.backgrounds)))]
+            prompt = self.prompt_template.format(defect=defect, object=obj, background=background)
         fg, fg_info = self._foreground(img, entry.texture, fg_given, index)
         h, w = img.shape[:2]
         scale = float(np.sqrt(h * w)) / self.reference_size
@@ -196,7 +224,9 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             "object": obj,
             "defect": defect,
             "texture": entry.texture,
-            "prompt": self.prompt_template.format(defect=defect, object=obj),
+            "background": background,
+            "background_drawn": drawn,
+            "prompt": prompt,
             "negative_prompt": self.negative_prompt,
             "box": box,
             "centre": centre,
@@ -211,6 +241,7 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         rngs: Sequence[np.random.Generator],
         objects: Sequence[str | None] | None = None,
         foregrounds: Sequence[np.ndarray | None] | None = None,
+        backgrounds: Sequence[str | None] | None = None,
     ) -> list[Anomaly]:
         """Inpaint a batch: one pipeline call per distinct working size (one for equal sizes).
 
@@ -221,6 +252,8 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             objects: Per-item object names (None entries fall back to ``object_name`` or a
                 vocabulary draw).
             foregrounds: Per-item bool (H, W) foreground masks (None entries are computed).
+            backgrounds: Per-item backgrounds of the normal images, repeated in the defect
+                prompt (None entries are drawn from the background list; unused for textures).
 
         Returns:
             One :class:`Anomaly` per image: mask = the box, params = the choices made.
@@ -228,14 +261,16 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         n = len(images)
         objs = list(objects) if objects is not None else [None] * n
         fgs = list(foregrounds) if foregrounds is not None else [None] * n
-        if not len(rngs) == len(objs) == len(fgs) == n:
+        bgs = list(backgrounds) if backgrounds is not None else [None] * n
+        if not len(rngs) == len(objs) == len(fgs) == len(bgs) == n:
             raise ValueError(
                 f"generate: got {n} images, {len(rngs)} rngs, {len(objs)} objects, "
-                f"{len(fgs)} foregrounds; the lengths must match"
+                f"{len(fgs)} foregrounds, {len(bgs)} backgrounds; the lengths must match"
             )
         imgs = [as_image(im) for im in images]
         plans = [
-            self._plan(im, r, o, f, i) for i, (im, r, o, f) in enumerate(zip(imgs, rngs, objs, fgs))
+            self._plan(im, r, o, f, i, b)
+            for i, (im, r, o, f, b) in enumerate(zip(imgs, rngs, objs, fgs, bgs))
         ]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(imgs):

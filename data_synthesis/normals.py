@@ -1,9 +1,9 @@
 """Normal (defect-free) images from a text-to-image pipeline over objects x backgrounds.
 
 Prompt: "a close-up photo of a {object} for industrial visual inspection. Top down view.
-Centered. {background} background." and, for texture objects, the same without the background
-clause. The reference uses FLUX.1-Krea-dev at 1024 x 1024 px, 20 steps, guidance 4 (the defaults
-here); ``model`` must still be given explicitly.
+Centered. {background} background." and, for texture objects, "a close-up photo of a {object}
+texture ..." without the background clause. The reference uses FLUX.1-Krea-dev at 1024 x 1024
+px, 20 steps, guidance 4 (the defaults here); ``model`` must still be given explicitly.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ NORMAL_TEMPLATE = (
     "Centered. {background} background."
 )
 TEXTURE_TEMPLATE = (
-    "a close-up photo of a {object} for industrial visual inspection. Top down view. Centered."
+    "a close-up photo of a {object} texture for industrial visual inspection. "
+    "Top down view. Centered."
 )
 
 

@@ -210,21 +210,28 @@ class AnomaliesStage(Stage):
         out: Output folder. seed: Run seed.
         generator: ``{class_path, init_args}`` of either a classic generator called as
             ``gen(image, rng) -> Anomaly`` (CutPasteGenerator, NoiseTextureGenerator...) or a
-            batched one with ``generate(images, rngs, objects=..., foregrounds=None)`` returning
-            one Anomaly per image (DiffusionInpaintGenerator).
+            batched one with ``generate(images, rngs, objects=..., foregrounds=None,
+            backgrounds=...)`` returning one Anomaly per image (DiffusionInpaintGenerator).
         object_key: Key of the normal image's params naming its object (the text-to-image
             generator's vocabulary entry); passed to batched generators for the defect prompt.
+        background_key: Key of the normal image's params naming its background; passed to
+            batched generators so the defect prompt repeats the normal prompt's background.
     """
 
     name = "anomalies"
     upstream = ("normals",)
 
     def __init__(
-        self, out: Path, seed: int, generator: dict[str, Any], object_key: str = "object"
+        self,
+        out: Path,
+        seed: int,
+        generator: dict[str, Any],
+        object_key: str = "object",
+        background_key: str = "background",
     ) -> None:
         super().__init__(out, seed)
         self.generator = instantiate(generator, "anomalies.generator")
-        self.object_key = object_key
+        self.object_key, self.background_key = object_key, background_key
 
     def load(self, index: int) -> Item:
         normal = self.inputs["normals"][index]
@@ -238,8 +245,16 @@ class AnomaliesStage(Stage):
         images = [it["image"] for it in items]
         if hasattr(self.generator, "generate"):
             objects = [it["normal_params"].get(self.object_key) for it in items]
-            known = objects if any(o is not None for o in objects) else None
-            return list(self.generator.generate(images, rngs, objects=known, foregrounds=None))
+            backgrounds = [it["normal_params"].get(self.background_key) for it in items]
+            return list(
+                self.generator.generate(
+                    images,
+                    rngs,
+                    objects=objects if any(o is not None for o in objects) else None,
+                    foregrounds=None,
+                    backgrounds=backgrounds if any(b is not None for b in backgrounds) else None,
+                )
+            )
         return [self.generator(image, rng) for image, rng in zip(images, rngs)]
 
     def process(self, items: list[Item], device: Any = None) -> list[Output]:

@@ -126,7 +126,8 @@ def test_text2img_prompts_and_batch(pipes: tuple[Path, Path]) -> None:
     vocab = load_vocabulary()
     for seed in range(30):
         prompt, p = gen.sample_prompt(np.random.default_rng(seed))
-        head = f"a close-up photo of a {p['object']} for industrial visual inspection."
+        kind = " texture" if p["texture"] else ""
+        head = f"a close-up photo of a {p['object']}{kind} for industrial visual inspection."
         assert prompt.startswith(head) and p["texture"] == vocab.entry(p["object"]).texture
         if p["texture"]:
             assert p["background"] is None and prompt.endswith("Centered.")

@@ -316,6 +316,10 @@ def test_diffusion_stages_end_to_end(tmp_path: Path) -> None:
         assert normal["prompt"].startswith(f"a close-up photo of a {normal['object']}")
         assert anomaly["object"] == normal["object"]  # the defect prompt fits the normal's object
         assert anomaly["defect"] in anomaly["prompt"]
+        # The defect prompt repeats the normal's background (textures have none).
+        assert anomaly["background"] == normal["background"] and not anomaly["background_drawn"]
+        if normal["background"] is not None:
+            assert anomaly["prompt"].endswith(f"Centered. {normal['background']} background.")
     with Image.open(tmp_path / "out/train/ok/000002.png") as img:
         assert img.size == (64, 64)
     assert len(list((tmp_path / "out/train/bad").iterdir())) == summary["kept"]
