@@ -31,7 +31,8 @@ def values(table: str) -> dict[str, float]:
     return {case: float(value) for case, value, _ in rows}
 
 
-@pytest.mark.parametrize("maps", ["random", pytest.param("realistic", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("maps", ["random", "realistic"])
 def test_benchmark_cases_agree(maps: str) -> None:
     anomalib = os.environ.get("ANOMALYVFM_ANOMALIB_PYTHON")  # a separate venv, if there is one
     extra = ["--anomalib-python", anomalib] if anomalib else []

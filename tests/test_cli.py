@@ -262,6 +262,7 @@ def test_predict_from_checkpoint(tmp_path, normal_dir, mvtec_root) -> None:
     assert preds[0]["anomaly_map"].shape[-2:] == (56, 56)
 
 
+@pytest.mark.slow
 def test_console_scripts_and_module_entry_point() -> None:
     bindir = Path(sys.executable).parent
     for cmd in (
@@ -293,6 +294,7 @@ def _trained_checkpoint(tmp_path: Path, normal_dir: Path) -> Path:
     return next(tmp_path.rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mpdd").is_dir(), reason="needs ../shared/data")
 def test_evaluation_options_given_at_test_time_apply_over_the_checkpoint(
     tmp_path: Path, normal_dir: Path

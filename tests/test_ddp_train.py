@@ -87,6 +87,7 @@ def eval_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training(normal_dir: Path, eval_suite: Path, tmp_path: Path) -> None:
     out = tmp_path / "fit"
     fit = run_cli(

@@ -76,7 +76,8 @@ def evaluate(suite: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.parametrize("resolution", ["original", pytest.param("28", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("resolution", ["original", "28"])
 def test_two_process_ddp_equals_single_process(suite: Path, tmp_path: Path, resolution: str):
     extra = [f"--data.eval_mask_size={resolution}"]
     single = evaluate(suite, tmp_path / "single", *extra)

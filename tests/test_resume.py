@@ -88,7 +88,8 @@ def samples(out: Path) -> dict[int, list[int]]:
     return by_step
 
 
-@pytest.mark.parametrize("kill_after", [3, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [3, 4])
 def test_killed_run_resumes_to_the_same_result(
     normal_dir: Path, tmp_path: Path, kill_after: int
 ) -> None:
