@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
+
+
+@runtime_checkable
+class MicroBatched(Protocol):
+    """A datamodule with a per-device micro-batch (``AnomalyDataModule``'s ``batch_size``)."""
+
+    batch_size: int
 
 
 class EffectiveBatchSize(pl.Callback):
@@ -29,7 +38,8 @@ class EffectiveBatchSize(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        micro = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # None without one
+        micro = datamodule.batch_size if isinstance(datamodule, MicroBatched) else None
         if not isinstance(micro, int) or micro < 1:
             raise ValueError(
                 "EffectiveBatchSize needs a datamodule with an integer data.batch_size "

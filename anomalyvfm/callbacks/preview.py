@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from anomalyvfm.data.datamodules.anomaly import AnomalyDataModule
 from data_synthesis.preview import contact_sheet
+
+
+@runtime_checkable
+class Previewable(Protocol):
+    """A training dataset that can show its i-th sample as (normal, anomalous, mask)."""
+
+    def preview_triple(self, index: int) -> Any: ...
 
 
 class TrainingPreview(pl.Callback):
@@ -36,15 +45,16 @@ class TrainingPreview(pl.Callback):
 
     @rank_zero_only
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        dataset = getattr(getattr(trainer, "datamodule", None), "train_dataset", None)
-        preview = getattr(dataset, "preview_triple", None)
-        if preview is None:
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # None without one
+        dataset = datamodule.train_dataset if isinstance(datamodule, AnomalyDataModule) else None
+        if not isinstance(dataset, Previewable):
             rank_zero_warn(
                 "TrainingPreview: the datamodule has no train_dataset with preview_triple(); "
                 "no preview written"
             )
             return
-        sheet = contact_sheet([preview(i) for i in range(self.num_samples)], size=self.tile_size)
+        triples = [dataset.preview_triple(i) for i in range(self.num_samples)]
+        sheet = contact_sheet(triples, size=self.tile_size)
         path = self.path or Path(trainer.log_dir or trainer.default_root_dir) / (
             "training_preview.png"
         )
