@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 import numpy as np
 
 from data_synthesis.base import as_image
+from data_synthesis.io import resize_image
 from data_synthesis.upsample import upsampled_cosine
 
 if TYPE_CHECKING:
@@ -263,15 +264,18 @@ class FeatureDistanceFilter:
         return results
 
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) [0, 1] array -> normalised (1, 3, S, S) tensor in the model's dtype."""
+        """(H, W, 3) [0, 1] array -> normalised (1, 3, S, S) tensor in the model's dtype.
+
+        Resized by the package's one rule (:func:`data_synthesis.io.resize_image`), as training
+        and evaluation images are.
+        """
         import torch
-        from torch.nn import functional as F
 
         st = self._state
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(st["device"]).permute(2, 0, 1)[None]
         size = (st["input_size"], st["input_size"])
-        if x.shape[-2:] != size:
-            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+        if image.shape[:2] != size:
+            image = resize_image(image, size)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(st["device"]).permute(2, 0, 1)[None]
         return cast(torch.Tensor, (x - st["mean"]) / st["std"]).to(st["dtype"])
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

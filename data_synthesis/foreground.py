@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from data_synthesis.base import as_image
+from data_synthesis.io import resize_image
 
 Method = Literal["all", "threshold", "saliency"]
 METHODS: tuple[str, ...] = ("all", "threshold", "saliency")
@@ -54,22 +55,19 @@ def _threshold_mask(image: np.ndarray, border: float) -> np.ndarray:
 
 
 def _saliency_mask(image: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
     h, w = image.shape[:2]
     gray = image.mean(axis=-1).astype(np.float32)
     if float(gray.std()) < 1e-3:  # a flat image has no salient region (FFT noise aside)
         return np.zeros((h, w), dtype=bool)
     scale = _SALIENCY_SIDE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR), np.float64)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = resize_image(gray, size).astype(np.float64)
     spectrum = np.fft.fft2(small)
     log_amp = np.log(np.abs(spectrum) + 1e-8)
     residual = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="nearest")
     sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2
     sal = ndimage.gaussian_filter(sal, sigma=_SALIENCY_SIDE / 16)
-    big = Image.fromarray(sal.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR)
-    sal_full = np.asarray(big, dtype=np.float32)
+    sal_full = resize_image(sal, (h, w))
     if float(sal_full.max() - sal_full.min()) < 1e-12:
         return np.zeros((h, w), dtype=bool)
     return np.asarray(ndimage.binary_fill_holes(sal_full > otsu_threshold(sal_full)), dtype=bool)

@@ -1,4 +1,28 @@
-"""Image loading, listing and resizing with the package's float32 (H, W, 3) [0, 1] convention."""
+"""The package's one image I/O path: listing, decoding, resizing (and reading masks).
+
+Every part of the package reads images through this module: online synthesis from normal
+images, the on-disk synthetic training sets, the offline pipeline, previews, the filter and
+every evaluation dataset. The rules, decided once:
+
+* **Extensions**: :data:`IMAGE_EXTENSIONS`, matched case-insensitively; hidden files (names
+  starting with ".", e.g. macOS "._x.jpg" resource forks) are never images.
+* **Order**: :func:`list_images` sorts by the path relative to the listed folder, component by
+  component, comparing names by code point (plain ``sorted``: ``B.png`` before ``a.png``,
+  ``10.png`` before ``2.png``). It depends on the names alone, never on the file system, so a
+  file list, and every sample drawn from it by index, is reproducible.
+* **Decoding** (:func:`decode_image`): three channels, always. Grey is replicated, palettes are
+  expanded, an alpha channel is composited on black (a transparent pixel carries no content),
+  16-bit grey is scaled by 1/65535. EXIF orientation is not applied: pixels are used as stored,
+  the way masks and the file-header size checks see them, so an image and its mask always line
+  up. 8-bit sources without alpha decode to uint8, everything else to float32 in [0, 1].
+* **Resizing** (:func:`resize_image`): Pillow's bilinear filter (antialiased when shrinking) at
+  the decoded precision: uint8 images in uint8 (one pass, several times faster than three float
+  planes, within one grey level of the float result and unbiased), float images per channel in
+  float32. Resizing happens before the float conversion (:func:`image_to_float`), so a file
+  gives the same pixels whichever part of the package loads it at a given size.
+* **Masks** keep their own rules: :func:`read_mask` (any non-zero channel is anomalous) and
+  :func:`resize_mask` (nearest neighbour).
+"""
 
 from __future__ import annotations
 
@@ -8,53 +32,80 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 )
 # Single-channel integer modes whose values span 16 bits (16-bit PNG opens as "I;16" or "I").
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# Errors Pillow raises for files that are not (complete, sane) images.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def _to_float_rgb(img: Image.Image) -> np.ndarray:
-    """Convert a decoded PIL image of any common mode to float32 (H, W, 3) in [0, 1]."""
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` is a file with an image extension and not a hidden file."""
+    return (
+        path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+    )
+
+
+def list_images(
+    folder: str | Path, recursive: bool = True, *, allow_empty: bool = False
+) -> list[Path]:
+    """Image files of ``folder`` in the package's one order (see the module docstring).
+
+    Args:
+        folder: directory to search.
+        recursive: also search all sub-folders.
+        allow_empty: return an empty list instead of raising when no image is found (readers
+            with their own message about the layout).
+
+    Returns:
+        The image paths, sorted by their path relative to ``folder``.
+
+    Raises:
+        FileNotFoundError: If ``folder`` is not an existing directory.
+        ValueError: If no image file is found and ``allow_empty`` is False.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(
+        (p for p in candidates if is_image_file(p)), key=lambda p: p.relative_to(root).parts
+    )
+    if not files and not allow_empty:
+        where = "or its sub-folders " if recursive else ""
+        raise ValueError(
+            f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} {where}".strip()
+        )
+    return files
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) pixels of a decoded PIL image: uint8 for 8-bit opaque modes, else float32."""
     mode = img.mode
     if mode in _SIXTEEN_BIT_MODES:
-        gray = np.asarray(img).astype(np.float32) / 65535.0
-        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+        gray = np.clip(np.asarray(img).astype(np.float32) / 65535.0, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
     if mode == "F":
         # Float images carry no scale; assume they already follow the [0, 1] convention.
         gray = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
         return np.repeat(gray[..., None], 3, axis=2)
-    has_alpha = mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (
-        mode == "P" and "transparency" in img.info
-    )
-    if has_alpha:
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
         # Composite on black: transparent areas carry no content, so they read as zeros instead
         # of whatever colour happens to be stored under alpha = 0.
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         return np.ascontiguousarray(rgba[..., :3] * rgba[..., 3:4])
-    rgb = img if mode == "RGB" else img.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+    return np.asarray(img if mode == "RGB" else img.convert("RGB"))
 
 
-# 8-bit modes without alpha that convert to RGB losslessly before resizing.
-_EIGHT_BIT_OPAQUE = frozenset({"RGB", "L", "CMYK", "YCbCr"})
+def decode_image(path: str | Path) -> np.ndarray:
+    """The one image decoder: a file as (H, W, 3) pixels at their own precision.
 
-
-def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image file as float32 (H, W, 3) in [0, 1], optionally resized.
-
-    Grayscale is replicated to three channels, palette images are expanded, images with an alpha
-    channel are composited on black, and 16-bit grayscale is scaled by 1/65535.
-
-    Args:
-        path: Image file.
-        size: resize to (height, width) with :func:`resize_image`'s filter. 8-bit opaque images
-            are resized before the float conversion (one uint8 resize instead of three float
-            planes, several times faster; values differ from resizing the float image by at most
-            one grey level).
-
-    Returns:
-        float32 array (H, W, 3) in [0, 1].
+    uint8 for 8-bit sources without alpha (RGB, grey, palette, CMYK, YCbCr, bilevel); float32 in
+    [0, 1] for 16-bit grey, float images and images with an alpha channel (composited on black).
+    Pixels are used as stored (EXIF orientation is not applied). Use :func:`load_image` for the
+    float32 [0, 1] convention, resized or not.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
@@ -69,54 +120,44 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
             # Image.open only parses the header; load() forces the full decode so truncated
             # files fail here, with the file name, rather than later inside numpy.
             img.load()
-            if size is None:
-                return _to_float_rgb(img)
-            if img.mode in _EIGHT_BIT_OPAQUE or (
-                img.mode == "P" and "transparency" not in img.info
-            ):
-                rgb = np.asarray(img.convert("RGB"))
-                return resize_image(rgb, size).astype(np.float32) / 255.0
-            return resize_image(_to_float_rgb(img), size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return _pixels(img)
+    except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
-def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """List image files in ``folder``, sorted for a stable, seed-reproducible order.
+def image_to_float(image: np.ndarray) -> np.ndarray:
+    """Decoded pixels as float32 in [0, 1]: uint8 divided by 255, float32 kept as is."""
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    return arr.astype(np.float32, copy=False)
 
-    Extensions (case-insensitive): png, jpg, jpeg, bmp, tif, tiff, webp. Hidden files (names
-    starting with ".", e.g. macOS "._x.jpg" resource forks) are skipped.
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file as float32 (H, W, 3) in [0, 1], optionally resized.
+
+    :func:`decode_image`, then :func:`resize_image` at the decoded precision (8-bit images in
+    uint8), then :func:`image_to_float`.
 
     Args:
-        folder: Directory to search.
-        recursive: Also search all sub-directories.
-
-    Returns:
-        Sorted list of image paths.
+        path: image file.
+        size: resize to (height, width); None keeps the file's size.
 
     Raises:
-        FileNotFoundError: If ``folder`` is not an existing directory.
-        ValueError: If no image file is found.
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file cannot be decoded; the message names the file.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    files = sorted(
-        p
-        for p in candidates
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
-    if not files:
-        where = "or its sub-folders " if recursive else ""
-        raise ValueError(
-            f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} {where}".strip()
-        )
-    return files
+    image = decode_image(path)
+    if size is not None:
+        image = resize_image(image, size)
+    return image_to_float(image)
 
 
 def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an image with Pillow's bilinear filter (antialiased when shrinking).
+
+    uint8 images (grey, RGB, RGBA) are resized in uint8, anything else per channel in float32,
+    so no precision is lost to rounding.
 
     Args:
         img: (H, W) or (H, W, C) array, uint8 or floating point.
@@ -132,9 +173,8 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == (height, width):
         return arr.copy() if arr.dtype == np.uint8 else arr.astype(np.float32)
     if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] in (3, 4)):
-        return np.asarray(Image.fromarray(arr).resize((width, height), Image.Resampling.BILINEAR))
-    # Float (or uncommon channel count): resize each channel as a 32-bit float image so no
-    # precision is lost to uint8 rounding.
+        pil = Image.fromarray(np.ascontiguousarray(arr))
+        return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
     planes = arr.astype(np.float32)[..., None] if arr.ndim == 2 else arr.astype(np.float32)
     out = np.stack(
         [
@@ -151,6 +191,21 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (H, W) mask (values above 0.5 inside) resized to ``size`` by nearest neighbour, boolean.
+
+    Args:
+        mask: (H, W) array, boolean or numeric.
+        size: Target (height, width).
+    """
+    height, width = size
+    inside = np.asarray(mask) > 0.5
+    if inside.shape == (height, width):
+        return inside
+    pil = Image.fromarray(inside.astype(np.uint8) * 255)
+    return np.asarray(pil.resize((width, height), Image.Resampling.NEAREST)) > 127
 
 
 # The largest value of each single-band integer mode, so a threshold can be a fraction of it.
@@ -171,7 +226,7 @@ def mask_values(img: Image.Image) -> tuple[np.ndarray, float]:
     mode = img.mode
     if mode in _BAND_MAX:
         return np.asarray(img).astype(np.float32), _BAND_MAX[mode]
-    if mode in {"LA", "La", "PA", "RGBA", "RGBa"} or (mode == "P" and "transparency" in img.info):
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
         return rgba[..., :3].max(axis=2) * (rgba[..., 3] / 255.0), 255.0
     rgb = img if mode == "RGB" else img.convert("RGB")
@@ -212,7 +267,7 @@ def read_mask(
             img.load()
             values, top = mask_values(img)
             lossy = img.format in _LOSSY_FORMATS
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read mask {path}: {exc}") from exc
     if threshold is None and lossy:
         threshold = LOSSY_MASK_THRESHOLD

@@ -18,7 +18,15 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from data_synthesis.io import list_images, load_image, read_mask
+from data_synthesis.io import (
+    decode_image,
+    image_to_float,
+    list_images,
+    load_image,
+    read_mask,
+    resize_image,
+    resize_mask,
+)
 
 OK_DIR = "train/ok"
 BAD_DIR = "train/bad"
@@ -87,19 +95,27 @@ def describe_skipped(skipped: Sequence[tuple[Path, str]]) -> str:
     return f"{len(skipped)} unreadable file(s): {shown}{more}"
 
 
-def read_item(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def read_item(
+    image_path: Path, mask_path: Path | None, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """An image of the layout and its mask: float32 (H, W, 3) in [0, 1] and (H, W) in {0, 1}.
 
-    A normal image (``mask_path`` None) gets an empty mask.
+    A normal image (``mask_path`` None) gets an empty mask. With ``size`` (height, width) the
+    image is resized by the package's one rule (:func:`data_synthesis.io.resize_image`, before
+    the float conversion) and the mask by nearest neighbour (:func:`data_synthesis.io.resize_mask`).
 
     Raises:
         FileNotFoundError: a file is missing.
         ValueError: a file cannot be decoded, or the mask's size differs from its image's.
     """
-    image = load_image(image_path)
+    image = decode_image(image_path)
     if mask_path is None:
-        return image, np.zeros(image.shape[:2], np.float32)
-    return image, read_mask(mask_path, shape=image.shape[:2]).astype(np.float32)
+        mask = np.zeros(image.shape[:2], bool)
+    else:
+        mask = read_mask(mask_path, shape=image.shape[:2])
+    if size is not None:
+        image, mask = resize_image(image, size), resize_mask(mask, size)
+    return image_to_float(image), mask.astype(np.float32)
 
 
 @dataclass

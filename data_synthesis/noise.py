@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image, rotate_hue
-from data_synthesis.io import list_images, load_image, resize_image
+from data_synthesis.io import decode_image, image_to_float, list_images, resize_image
 from data_synthesis.perlin import fast_perlin_noise, perlin_mask_with_params
 
 Params = dict[str, Any]
@@ -160,7 +160,7 @@ def random_crop_resize(
     """Random 90-degree rotation, flip and aspect-preserving crop of ``tex``, resized to ``shape``.
 
     The crop has the target's aspect ratio (no stretching); its side is 50-100% of the largest
-    such crop.
+    such crop. The result keeps the texture's dtype (uint8 or float32).
     """
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
     tex = np.rot90(tex, k)
@@ -254,15 +254,16 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
             if self._files is None:
                 self._files = list_images(self.texture_dir)
             path = self._files[int(rng.integers(len(self._files)))]
-            tex, crop = random_crop_resize(load_image(path), work, rng)
-            tex, augments = augment_texture(tex, rng)
+            # Cropped and resized at the decoded precision, then converted (data_synthesis.io).
+            tex, crop = random_crop_resize(decode_image(path), work, rng)
+            tex, augments = augment_texture(image_to_float(tex), rng)
             rel = path.relative_to(self.texture_dir).as_posix()
             params = {"texture": "file", "texture_file": rel, **crop, "augment": augments}
         if work != shape:
             # One 8-bit RGB resize is ~10x cheaper than three float planes, and a texture loses
             # nothing visible at 1/255 steps (sources are 8-bit images anyway).
             tex8 = np.rint(np.clip(tex, 0.0, 1.0) * 255.0).astype(np.uint8)
-            tex = resize_image(tex8, shape).astype(np.float32) * np.float32(1.0 / 255.0)
+            tex = image_to_float(resize_image(tex8, shape))
         return tex, params
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> Anomaly:

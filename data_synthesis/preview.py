@@ -17,7 +17,7 @@ from PIL import Image
 
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.cutpaste import MASK_TYPES, CutPasteGenerator
-from data_synthesis.io import list_images, load_image, resize_image
+from data_synthesis.io import list_images, load_image, resize_image, resize_mask
 from data_synthesis.layout import is_layout_root, read_item, read_layout
 from data_synthesis.noise import NoiseTextureGenerator
 
@@ -80,10 +80,8 @@ def contact_sheet(
     cols, rows = 3, len(samples)
     sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, dtype=np.uint8)
     for r, (normal, anomalous, mask) in enumerate(samples):
-        small = resize_image((np.asarray(mask) > 0.5).astype(np.uint8) * 255, (size, size))
-        # Bilinear-resized binary mask thresholded at half: the nearest-neighbour-like shape.
         outlined = _tile(anomalous, size)
-        outlined[mask_outline(small > 127, outline_width)] = color
+        outlined[mask_outline(resize_mask(mask, (size, size)), outline_width)] = color
         top = gap + r * (size + gap)
         for c, tile in enumerate((_tile(normal, size), _tile(anomalous, size), outlined)):
             left = gap + c * (size + gap)
@@ -135,14 +133,9 @@ def dataset_samples(root: str | Path, num: int, seed: int, size: int) -> list[Tr
     samples = []
     for k in order.tolist():
         normal_path, bad_path, mask_path = pairs[k]
-        anomalous, mask = read_item(bad_path, mask_path)
-        samples.append(
-            (
-                resize_image(load_image(normal_path), (size, size)),
-                resize_image(anomalous, (size, size)),
-                (resize_image(mask, (size, size)) > 0.5).astype(np.float32),
-            )
-        )
+        anomalous, mask = read_item(bad_path, mask_path, (size, size))
+        normal, _ = read_item(normal_path, None, (size, size))
+        samples.append((normal, anomalous, mask))
     return samples
 
 

@@ -17,7 +17,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_synthesis.io import list_images, load_image, read_mask, resize_image
+from data_synthesis.io import (
+    decode_image,
+    image_to_float,
+    list_images,
+    load_image,
+    read_mask,
+    resize_image,
+)
 from data_synthesis.manifest import Record
 
 STAGES: tuple[str, ...] = ("normals", "anomalies", "filter")
@@ -167,15 +174,16 @@ class NormalsStage(Stage):
         path = self.files[index % len(self.files)]
         source = path.relative_to(self.source_dir).as_posix()
         try:
-            image = load_image(path)
+            image = decode_image(path)
         except ValueError as exc:
             if self.on_bad_source == "error":
                 raise ValueError(f"normals item {index}: bad source image {path}: {exc}") from exc
             return {"index": index, "error": str(exc), "source": source}
         params = {"source": source, "source_size": list(image.shape[:2])}
         if self.size is not None:
+            # Resized at the decoded precision, then converted: the one rule of data_synthesis.io.
             image = resize_image(image, self.size)
-        return {"index": index, "image": image, "params": params}
+        return {"index": index, "image": image_to_float(image), "params": params}
 
     def process(self, items: list[Item], device: Any = None) -> list[Output]:
         if self.generator is not None:

@@ -29,7 +29,6 @@ from anomalyvfm.data.datasets.endo import Endo
 from anomalyvfm.data.datasets.headct import HeadCT
 from anomalyvfm.data.datasets.isic import ISIC
 from anomalyvfm.data.datasets.kvasir import Kvasir
-from anomalyvfm.data.datasets.medical_common import natural_key
 from anomalyvfm.data.datasets.tn3k import TN3K
 from tests.data.br35h import data as br35h_data
 from tests.data.brainmri import data as brainmri_data
@@ -57,10 +56,6 @@ class SegSpec:
     expected_names: Callable[[], list[str]]
 
 
-def _natural(names: list[str]) -> list[str]:
-    return sorted(names, key=lambda n: natural_key(Path(n)))
-
-
 def _isic_index(stem: str) -> int:
     return isic_data.image_ids(9).index(int(stem.split("_")[1]))
 
@@ -84,7 +79,8 @@ SEG = {
         "Ground Truth",
         "<root>/Original/<name>.<ext>",
         lambda stem: int(stem) - 1,
-        lambda: [f"{n}.tif" for n in range(1, 13)],  # natural order: 2 before 10
+        # The one listing order is plain name order: "10.tif" before "2.tif".
+        lambda: ["1.tif", "10.tif", "11.tif", "12.tif"] + [f"{n}.tif" for n in range(2, 10)],
     ),
     "cvc_colondb": SegSpec(
         CVCColonDB,
@@ -94,7 +90,7 @@ SEG = {
         "masks",
         "<root>/images/<name>.<ext>",
         lambda stem: int(stem) - 1,
-        lambda: [f"{n}.png" for n in range(1, 12)],
+        lambda: ["1.png", "10.png", "11.png"] + [f"{n}.png" for n in range(2, 10)],
     ),
     "kvasir": SegSpec(
         Kvasir,
@@ -104,7 +100,7 @@ SEG = {
         "masks",
         "<root>/images/<name>.<ext>",
         lambda stem: kvasir_data.image_ids(8).index(stem),
-        lambda: _natural([f"{i}.jpg" for i in kvasir_data.image_ids(8)]),
+        lambda: sorted(f"{i}.jpg" for i in kvasir_data.image_ids(8)),
     ),
     "endo": SegSpec(
         Endo,
@@ -114,7 +110,7 @@ SEG = {
         "masks",
         "<root>/images/<name>.<ext>",
         lambda stem: endo_data.image_ids(7).index(stem),
-        lambda: _natural([f"{i}.jpg" for i in endo_data.image_ids(7)]),
+        lambda: sorted(f"{i}.jpg" for i in endo_data.image_ids(7)),
     ),
     "tn3k": SegSpec(
         TN3K,
@@ -159,11 +155,6 @@ def test_segmentation_set_reads_every_pair(name: str, seg_roots: dict[str, Path]
         # JPEG masks (Kvasir, TN3K, Endo) binarise to exactly the written box at half of 255.
         assert torch.equal(sample["mask"], _box_mask(spec, rec.image_path.stem, (height, width)))
         assert bool(sample["has_mask"]) and int(sample["label"]) == 1
-
-
-def test_natural_order_compares_digit_runs_as_numbers() -> None:
-    names = ["y10.jpg", "Y2.jpg", "y1.png", "a100b.png", "a99c.png", "A99c.png"]
-    assert _natural(names) == ["A99c.png", "a99c.png", "a100b.png", "y1.png", "Y2.jpg", "y10.jpg"]
 
 
 @pytest.mark.parametrize("name", list(SEG))
@@ -275,13 +266,13 @@ def test_brainmri_reads_mixed_names_and_extensions(tmp_path: Path, wrapped: bool
     ds = BrainMRI(str(brainmri_data.write(tmp_path, wrapped=wrapped)))
     assert not ds.pixel_labels and ds.image_labels and ds.categories == ["brainmri"]
     names = [r.image_path.name for r in ds.records]
-    assert names == ["1 no.jpeg", "N1.JPG", "no 2.jpg", "no 10.jpg"] + [
+    assert names == ["1 no.jpeg", "N1.JPG", "no 10.jpg", "no 2.jpg"] + [
         "Y1.jpg",
-        "Y2.jpg",
-        "y3.png",
         "Y10.JPG",
+        "Y2.jpg",
         "Y20.jpeg",
-    ]  # .DS_Store left out; natural, case-insensitive order
+        "y3.png",
+    ]  # .DS_Store left out; plain code-point order (upper case first, "10" before "2")
     assert [r.label for r in ds.records] == [0] * 4 + [1] * 5
     assert all(r.mask_path is None for r in ds.records)
     assert int(ds[5]["label"]) == 1 and ds[5]["mask"].sum() == 0
@@ -293,7 +284,14 @@ def test_br35h_leaves_out_the_unlabelled_pred_folder(tmp_path: Path) -> None:
     assert len(ds) == 23 and ds.categories == ["br35h"]
     assert collections.Counter(r.label for r in ds.records) == {0: 12, 1: 11}
     assert not any("pred" in r.image_path.parts for r in ds.records)
-    assert [r.image_path.name for r in ds.records][9:12] == ["no9.jpg", "no10.jpg", "no11.jpg"]
+    # Plain name order: "no10" and "no11" come before "no2".
+    assert [r.image_path.name for r in ds.records][:5] == [
+        "no0.jpg",
+        "no1.jpg",
+        "no10.jpg",
+        "no11.jpg",
+        "no2.jpg",
+    ]
 
 
 @pytest.mark.parametrize("cls", [BrainMRI, Br35H])

@@ -4,6 +4,8 @@ Two evaluation geometries are supported: ``squash`` (the method's: the whole ima
 square, aspect ratio not kept) and ``center_crop`` (the shorter side resized to the target, then
 the central square cut out: the protocol of many full-shot benchmarks). Masks always go through
 the same geometry as their image, so an anomaly map of the model input lines up with its mask.
+Images are resized by the package's one rule (:mod:`data_synthesis.io`), the one training and
+synthesis use; masks by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
+
+from data_synthesis.io import image_to_float, resize_image, resize_mask
 
 Resize = Literal["squash", "center_crop"]
 
@@ -30,17 +33,18 @@ def _crop_center(array: np.ndarray) -> np.ndarray:
 
 
 def image_to_tensor(image: np.ndarray, size: int | None, resize: Resize = "squash") -> Tensor:
-    """(H, W, 3) float [0, 1] array -> (3, size, size) tensor.
+    """Decoded (H, W, 3) pixels (uint8, or float in [0, 1]) -> float (3, size, size) tensor.
 
     ``squash`` resizes the whole image (no crop); ``center_crop`` cuts the central square first,
-    which equals resizing the shorter side to ``size`` and cropping the centre.
+    which equals resizing the shorter side to ``size`` and cropping the centre. Resizing is the
+    package's one rule (:func:`data_synthesis.io.resize_image`, at the decoded precision), then
+    the float conversion; ``size=None`` keeps the image's own size.
     """
     if resize == "center_crop":
         image = _crop_center(image)
     if size is not None and image.shape[:2] != (size, size):
-        pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
-        image = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        image = resize_image(image, (size, size))
+    return torch.from_numpy(np.ascontiguousarray(image_to_float(image).transpose(2, 0, 1)))
 
 
 def mask_to_tensor(mask: np.ndarray, size: int | None, resize: Resize = "squash") -> Tensor:
@@ -50,7 +54,5 @@ def mask_to_tensor(mask: np.ndarray, size: int | None, resize: Resize = "squash"
     """
     if resize == "center_crop":
         mask = _crop_center(mask)
-    if size is not None and mask.shape != (size, size):
-        pil = Image.fromarray((mask > 0.5).astype(np.uint8) * 255)
-        mask = np.asarray(pil.resize((size, size), Image.Resampling.NEAREST)) > 127
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(mask) > 0.5).astype(np.float32))
+    inside = resize_mask(mask, (size, size)) if size is not None else np.asarray(mask) > 0.5
+    return torch.from_numpy(np.ascontiguousarray(inside).astype(np.float32))

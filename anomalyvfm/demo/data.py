@@ -20,6 +20,7 @@ from PIL import Image
 
 from anomalyvfm.demo.defects import DEFECT_TYPES, FloatArray, apply_defect
 from anomalyvfm.demo.textures import HELDOUT_TEXTURES, TRAIN_TEXTURES
+from data_synthesis.io import decode_image, resize_image
 
 TRAIN_PHOTOS: tuple[str, ...] = (
     "grass.png",
@@ -150,14 +151,14 @@ def _remove_previous(root: Path, manifest_path: Path) -> None:
 
 
 def _load_skimage(name: str) -> FloatArray:
-    """Read a bundled scikit-image file (no download) as float RGB in ``[0, 1]``."""
-    import skimage.data
-    import skimage.io
+    """Read a bundled scikit-image file (no download) as float RGB in ``[0, 1]``.
 
-    pixels = np.asarray(skimage.io.imread(os.path.join(skimage.data.data_dir, name)))
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
-    return pixels[..., :3].astype(np.float64) / 255.0
+    Decoded by the package's one reader (the bundled files are 8-bit: their uint8 values / 255).
+    """
+    import skimage.data
+
+    pixels = decode_image(os.path.join(skimage.data.data_dir, name))
+    return np.asarray(pixels, np.float64) / (255.0 if pixels.dtype == np.uint8 else 1.0)
 
 
 def _render(
@@ -189,9 +190,8 @@ def _random_crop(
     side = max(8, int(min(height, width) * rng.uniform(*scale)))
     top = int(rng.integers(0, height - side + 1))
     left = int(rng.integers(0, width - side + 1))
-    crop = Image.fromarray(_to_uint8(photo[top : top + side, left : left + side]))
-    resized = crop.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float64) / 255.0
+    crop = _to_uint8(photo[top : top + side, left : left + side])
+    return resize_image(crop, (size, size)).astype(np.float64) / 255.0
 
 
 def _color_jitter(image: FloatArray, rng: np.random.Generator) -> FloatArray:

@@ -90,13 +90,15 @@ def build_generators(dtd: Path | None) -> dict[str, Callable[..., Any]]:
 
 def bench_image(size: int, path: Path | None) -> np.ndarray:
     """A decoded (size, size, 3) float32 image: ``path`` or an MTD tile resized, else synthetic."""
-    from data_synthesis.io import load_image, resize_image
+    from data_synthesis.io import list_images, load_image
 
-    if path is None:
-        tiles = sorted((SHARED / "mtd" / "MT_Free" / "Imgs").glob("*.jpg"))
+    tile_dir = SHARED / "mtd" / "MT_Free" / "Imgs"
+    if path is None and tile_dir.is_dir():
+        files = list_images(tile_dir, recursive=False, allow_empty=True)
+        tiles = [p for p in files if p.suffix.lower() == ".jpg"]
         path = tiles[0] if tiles else None
     if path is not None:
-        return resize_image(load_image(path), (size, size))
+        return load_image(path, (size, size))
     yy, xx = np.mgrid[0:size, 0:size] / size
     base = 0.5 + 0.2 * np.sin(6 * xx + 4 * yy)[..., None] * np.array([1.0, 0.8, 0.6])
     return base.astype(np.float32)

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import Resize, image_to_tensor, mask_to_tensor
-from data_synthesis.io import load_image, read_mask
+from data_synthesis.io import decode_image, image_to_float, read_mask
 
 # Threads that read file headers at the start-up check (file systems with high latency gain).
 _CHECK_THREADS = 8
@@ -90,9 +90,14 @@ class EvalDataset(Dataset[Sample]):
             FileNotFoundError: a file is missing; ValueError: a file cannot be decoded or the
                 mask's size differs from the image's. Messages name the dataset and the file.
         """
+        image, mask = self._decode(index)
+        return image_to_float(image), mask
+
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded image (:func:`data_synthesis.io.decode_image`) and boolean mask of ``index``."""
         rec = self.records[index]
         try:
-            image = load_image(rec.image_path)
+            image = decode_image(rec.image_path)
             if rec.mask_path is None:
                 return image, np.zeros(image.shape[:2], bool)
             return image, read_mask(rec.mask_path, self.mask_threshold, image.shape[:2])
@@ -103,11 +108,12 @@ class EvalDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]
-        image, mask = self.read(index)
+        # Resized at the decoded precision, as training images are (data_synthesis.io).
+        image, mask = self._decode(index)
         empty = rec.label == 1 and self.pixel_labels and not mask.any()
         return Sample(
             image=image_to_tensor(image, self.image_size, self.resize),
-            mask=mask_to_tensor(mask.astype(np.float32), self._mask_target(), self.resize),
+            mask=mask_to_tensor(mask, self._mask_target(), self.resize),
             label=torch.tensor(rec.label, dtype=torch.long),
             path=str(rec.image_path),
             dataset=self.name,

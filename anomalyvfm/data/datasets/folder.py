@@ -3,7 +3,8 @@
 ``normal_dir/*`` (label 0), ``abnormal_dir/*`` (label 1), and, when given, ``mask_dir`` with one
 mask per anomalous image, matched by file stem: the mask of ``abnormal_dir/<stem>.<ext>`` is
 ``mask_dir/<stem><mask_suffix>.<any image ext>``. Without ``mask_dir`` the set is image-level
-(``pixel_labels=False``). Folders are read flat (no sub-folders), in file-name order.
+(``pixel_labels=False``). Folders are read flat (no sub-folders), in the package's one listing
+order (:func:`data_synthesis.io.list_images`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
-from anomalyvfm.data.datasets.mvtec import IMAGE_EXTENSIONS
+from data_synthesis.io import list_images
 
 LAYOUT = (
     "<normal_dir>/*.<ext>, <abnormal_dir>/*.<ext> and optionally <mask_dir>/<stem><suffix>.<ext>"
@@ -72,11 +73,7 @@ class FolderDataset(EvalDataset):
 def _images(folder: Path, name: str) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{name}: folder {folder} does not exist; expected {LAYOUT}")
-    images = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    images = list_images(folder, recursive=False, allow_empty=True)
     if not images:
         raise FileNotFoundError(f"{name}: no images in {folder}; expected {LAYOUT}")
     return images

@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
-from anomalyvfm.data.datasets.medical_common import list_images
+from data_synthesis.io import list_images
 
 LAYOUT = "<root>/labels.csv (columns 'id, hemorrhage') and <root>/head_ct/<id:03d>.<png|jpg>"
 CATEGORY = "headct"
@@ -46,7 +46,8 @@ class HeadCT(EvalDataset):
                     f"{name} root {self.root} has no {needed.name}; expected {LAYOUT}"
                 )
         labels = read_labels(csv_path, name)
-        images = {int(p.stem): p for p in list_images(folder) if p.stem.isdigit()}
+        files = list_images(folder, recursive=False, allow_empty=True)
+        images = {int(p.stem): p for p in files if p.stem.isdigit()}
         unlabelled = sorted(set(images) - set(labels))
         if unlabelled:
             raise ValueError(

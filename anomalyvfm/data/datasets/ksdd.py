@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
-from data_synthesis.io import read_mask
+from data_synthesis.io import list_images, read_mask
 
 LAYOUT = "<root>/kos<NN>/Part<k>.jpg with a Part<k>_label.bmp mask beside each"
 CATEGORY = "ksdd"
+MASK_SUFFIX = "_label"
 
 
 class KSDD(EvalDataset):
@@ -38,13 +39,19 @@ class KSDD(EvalDataset):
         if not self.root.is_dir():
             raise FileNotFoundError(f"{name} root {self.root} does not exist; expected {LAYOUT}")
         folders = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("kos"))
-        images = [img for folder in folders for img in sorted(folder.glob("*.jpg"))]
+        # Every image file beside the masks (``<stem>_label.bmp``) is a test image.
+        images = [
+            img
+            for folder in folders
+            for img in list_images(folder, recursive=False, allow_empty=True)
+            if not img.stem.endswith(MASK_SUFFIX)
+        ]
         if not images:
             raise FileNotFoundError(
                 f"{name} root {self.root} has no kos<NN>/*.jpg images; expected {LAYOUT}"
             )
         for image in images:
-            mask = image.with_name(f"{image.stem}_label.bmp")
+            mask = image.with_name(f"{image.stem}{MASK_SUFFIX}.bmp")
             self.records.append(labelled_record(image, mask, CATEGORY, name, self.mask_threshold))
 
 

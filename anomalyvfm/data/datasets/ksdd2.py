@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from anomalyvfm.data.datasets.base import EvalDataset
 from anomalyvfm.data.datasets.ksdd import labelled_record
+from data_synthesis.io import list_images
 
 LAYOUT = "<root>/test/<id>.png with a <id>_GT.png mask beside each"
 CATEGORY = "ksdd2"
@@ -36,7 +37,8 @@ class KSDD2(EvalDataset):
             raise FileNotFoundError(
                 f"{name} root {self.root} has no test folder; expected {LAYOUT}"
             )
-        images = sorted(p for p in test.glob("*.png") if not p.stem.endswith(MASK_SUFFIX))
+        files = list_images(test, recursive=False, allow_empty=True)
+        images = [p for p in files if not p.stem.endswith(MASK_SUFFIX)]
         if not images:
             raise FileNotFoundError(f"{name}: no images in {test}; expected {LAYOUT}")
         for image in images:

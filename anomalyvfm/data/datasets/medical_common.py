@@ -12,44 +12,22 @@ Two families:
 Masks are read by the package's one rule (:func:`data_synthesis.io.read_mask`): any non-zero
 pixel is anomalous, except in JPEG masks (Kvasir-SEG, TN3K), whose compression leaves values
 near, not at, 0 and 255: those are cut at half of 255 unless ``mask_threshold`` says otherwise.
-Records are in natural file-name order (``2.png`` before ``10.png``), which does not depend on
-the file system.
+Records are in the package's one listing order (:func:`data_synthesis.io.list_images`: plain
+name order, ``10.png`` before ``2.png``), which does not depend on the file system.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
-from data_synthesis.io import IMAGE_EXTENSIONS
+from data_synthesis.io import list_images
 
-# Mask formats tried for an image, after the image's own extension, in this order.
-MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".gif")
-
-
-def natural_key(path: Path) -> tuple[list[int | str], str]:
-    """Sort key of a file name: digit runs compare as numbers, the rest case-insensitively.
-
-    ``re.split`` with a capturing group alternates text and digits, so two keys always compare
-    element by element with like types. The name itself breaks ties (``a1`` vs ``A1``).
-    """
-    parts = re.split(r"(\d+)", path.name.lower())
-    return [int(p) if i % 2 else p for i, p in enumerate(parts)], path.name
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files of ``folder`` (any case of a known extension, no hidden files), natural order."""
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ),
-        key=natural_key,
-    )
+# Mask formats tried for an image, after the image's own extension, in this order: every image
+# extension (data_synthesis.io.IMAGE_EXTENSIONS), the lossless ones first.
+MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -120,7 +98,7 @@ class LesionSegmentationSet(EvalDataset):
             raise FileNotFoundError(
                 f"{name}: mask folder {masks} is missing; expected {layout.describe()}"
             )
-        files = list_images(images)
+        files = list_images(images, recursive=False, allow_empty=True)
         if not files:
             raise FileNotFoundError(f"{name}: no images in {images}; expected {layout.describe()}")
         index = _index_by_name(masks)
@@ -201,7 +179,7 @@ class TwoFolderImageSet(EvalDataset):
                 f"expected {layout}"
             )
         for folder, label, defect in ((normal, 0, "good"), (anomalous, 1, defect_type)):
-            files = list_images(base / folder)
+            files = list_images(base / folder, recursive=False, allow_empty=True)
             if not files:
                 raise FileNotFoundError(f"{name}: no images in {base / folder}; expected {layout}")
             self.records.extend(Record(f, None, label, category, defect) for f in files)

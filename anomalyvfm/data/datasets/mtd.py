@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
+from data_synthesis.io import list_images
 
 LAYOUT = "<root>/MT_<Type>/Imgs/<id>.jpg with a same-name <id>.png mask (MT_Free: defect-free)"
 NORMAL_TYPE = "Free"
 CATEGORY = "mtd"
 # The masks have soft edges: values above half of 255 are the defect.
 MASK_THRESHOLD = 0.5
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class MTD(EvalDataset):
@@ -116,14 +116,9 @@ def find_types(root: Path, name: str = "mtd") -> dict[str, Path]:
 
 
 def _images(folder: Path) -> list[Path]:
-    """Images of one type: every non-PNG image file (PNGs are the masks), sorted by name."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.suffix.lower() != ".png"
-        and not p.name.startswith(".")
-    )
+    """Images of one type: every image file but the PNGs (the masks), in listing order."""
+    files = list_images(folder, recursive=False, allow_empty=True)
+    return [p for p in files if p.suffix.lower() != ".png"]
 
 
 def _record(image: Path, defect: str, name: str) -> Record:

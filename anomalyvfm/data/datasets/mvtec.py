@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anomalyvfm.data.datasets.base import EvalDataset, Record
+from data_synthesis.io import list_images
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 LAYOUT = (
     "<root>/<category>/test/{good,<defect>}/*.png and "
     "<root>/<category>/ground_truth/<defect>/*_mask.png"
@@ -84,7 +84,8 @@ def read_mvtec_layout(
 ) -> list[Record]:
     """Test records of every selected category of an MVTec-shaped set, sorted.
 
-    Within a category, defect folders and then files are visited in name order.
+    Within a category, defect folders are visited in name order, and the images of each in the
+    package's one listing order (:func:`data_synthesis.io.list_images`).
 
     Args:
         root: folder holding one sub-folder per category.
@@ -107,19 +108,11 @@ def read_mvtec_layout(
                 f"{name}: {folder / 'test'} has no {normal_dir!r} folder; expected {layout}"
             )
         for defect_dir in sorted(p for p in (folder / "test").iterdir() if p.is_dir()):
-            for image in _images(defect_dir):
+            for image in list_images(defect_dir, recursive=False, allow_empty=True):
                 records.append(_record(image, folder, category, normal_dir, mask_names, name))
         if not any(r.category == category for r in records):
             raise FileNotFoundError(f"{name}: no test images under {folder / 'test'}")
     return records
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
 
 
 def _record(

@@ -17,7 +17,6 @@ from torch.utils.data import Dataset
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.datasets.synthetic import Triple
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
-from data_synthesis.io import load_image, resize_image
 from data_synthesis.layout import CheckMode, read_item, read_layout
 
 # Following items tried after an unreadable one before giving up.
@@ -59,7 +58,7 @@ class OnDiskAnomalyDataset(Dataset[Sample]):
         return len(self.items)
 
     def _read(self, image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        return read_item(image_path, mask_path)
+        return read_item(image_path, mask_path, (self.image_size, self.image_size))
 
     def _read_item(self, index: int) -> tuple[np.ndarray, np.ndarray, Path]:
         for step in range(_RETRIES):
@@ -75,8 +74,8 @@ class OnDiskAnomalyDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         image, mask, path = self._read_item(index)
         return Sample(
-            image=image_to_tensor(image, self.image_size),
-            mask=mask_to_tensor(mask, self.image_size),
+            image=image_to_tensor(image, None),
+            mask=mask_to_tensor(mask, None),
             # An anomalous image whose mask is empty teaches nothing anomalous: label it normal.
             label=torch.tensor(int(mask.any()), dtype=torch.long),
             path=str(path),
@@ -96,8 +95,6 @@ class OnDiskAnomalyDataset(Dataset[Sample]):
                 f"{self.layout.root}: no anomalous image has a normal image of the same stem"
             )
         normal_path, bad_path, mask_path = self.pairs[index % len(self.pairs)]
-        size = (self.image_size, self.image_size)
         anomalous, mask = self._read(bad_path, mask_path)
-        normal = resize_image(load_image(normal_path), size)
-        mask = resize_image(mask, size) > 0.5
-        return normal, resize_image(anomalous, size), mask.astype(np.float32)
+        normal, _ = self._read(normal_path, None)
+        return normal, anomalous, mask
