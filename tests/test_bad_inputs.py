@@ -4,7 +4,8 @@ message that names the offending option or file.
 Each case is a real subprocess of a console command (``anomalyvfm``, ``lightning``,
 ``python -m anomalyvfm``, ``anomalyvfm-report``, ``python -m data_synthesis``, the benchmark).
 Starting one costs ~6 s of imports, so the module is marked slow (CI runs it after the default
-suite); one fast case per kind of failure stays in the default suite.
+suite); two fast cases (an option parse error, an option that contradicts a checkpoint) and
+one of the benchmark stay in the default suite.
 """
 
 from __future__ import annotations
@@ -151,14 +152,12 @@ CASES = [
         lambda e: ANOMALYVFM + e.fit(f"--data.normal_dir={e.tmp / 'no_normals'}"),
         1,
         lambda e: [str(e.tmp / "no_normals")],
-        fast=True,
     ),
     Case(
         "test-missing-checkpoint",
         lambda e: ANOMALYVFM + e.eval("test", ckpt=e.tmp / "missing.ckpt"),
         1,
         lambda e: ["--ckpt_path", str(e.tmp / "missing.ckpt")],
-        fast=True,
     ),
     Case(
         "test-truncated-checkpoint",
