@@ -166,6 +166,21 @@ def test_dotted_overrides_reach_the_model(tmp_path, normal_dir) -> None:
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(3e-4)
 
 
+@pytest.mark.parametrize(
+    "option", ["--model.init_args.backbone.checkpoint_path", "--model.backbone.checkpoint_path"]
+)
+def test_an_optional_option_can_be_reset_to_null(option: str, tmp_path: Path) -> None:
+    # A weights file set by one config and reset on the command line: the model gets None (a
+    # random backbone), not the string "None" (which it would try to open as a file).
+    base = tmp_path / "with_weights.yaml"
+    base.write_text(
+        "model:\n  init_args:\n    backbone:\n      checkpoint_path: /weights/vit.safetensors\n"
+    )
+    cli = main(["--config", TINY, "--config", str(base), f"{option}=null"], run=False)
+    assert cli.model.backbone_config.checkpoint_path is None
+    assert cli.model.backbone_config.name == "vit_small_patch14_dinov2"
+
+
 def test_checkpoint_keeps_only_trained_weights_and_reloads(tmp_path, normal_dir, mvtec_root):
     # A backbone with a weights source (here a local file) is not stored in the checkpoint.
     import timm
