@@ -142,13 +142,13 @@ def test_protocol_line_states_the_protocol(resolution: object, expected: str) ->
 def test_category_rows_and_summary_values() -> None:
     columns, rows = category_rows(report())
     assert columns[:2] == ["dataset", "category"] and columns[-len(PROTOCOL) :] == list(PROTOCOL)
-    assert columns[2:10] == [
+    assert columns[2:10] == [  # the registry's order: the published tables'
         "image_AUROC",
-        "image_AP",
         "image_F1max",
+        "image_AP",
         "pixel_AUROC",
-        "pixel_AP",
         "pixel_F1max",
+        "pixel_AP",
         "pixel_AUPRO",
         "n_images",
     ]
@@ -263,3 +263,17 @@ def test_offline_wandb_run_gets_the_tables(
         ["mvtec_ad", "tile"],
         ["tile_only", "tile"],
     ]
+
+
+def test_one_metric_registry_in_one_order() -> None:
+    from typing import get_args
+
+    from anomalyvfm.metric_names import ALL_METRIC_NAMES, HEADERS, METRIC_NAMES
+    from anomalyvfm.metrics.compat import metric_functions
+    from anomalyvfm.metrics.evaluator import MetricName
+
+    assert get_args(MetricName) == ALL_METRIC_NAMES  # the config type lists the registry
+    assert list(HEADERS) == list(METRIC_NAMES)  # tables and results share one order
+    assert list(ALL_METRIC_NAMES[: len(METRIC_NAMES)]) == list(METRIC_NAMES)
+    for mode in ("exact", "reference_binned", "threshold_loop"):
+        assert tuple(metric_functions(mode)) == ALL_METRIC_NAMES

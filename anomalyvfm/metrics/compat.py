@@ -98,8 +98,8 @@ def metric_functions(
         fpr_bounds: AUPIMO's shared-FPR range.
 
     Returns:
-        ``{name: function}`` for image_AUROC, image_AP, image_F1max, pixel_AUROC, pixel_AP,
-        pixel_F1max, pixel_AUPRO and pixel_AUPIMO.
+        ``{name: function}`` for every metric of the registry
+        (:data:`anomalyvfm.metric_names.ALL_METRIC_NAMES`), in its order.
 
     Raises:
         ValueError: for an unknown mode.
@@ -108,11 +108,11 @@ def metric_functions(
         raise ValueError(f"unknown metric mode {mode!r}; choose from {list(METRIC_MODES)}.")
     functions: dict[str, MetricFunction] = {
         "image_AUROC": binary_auroc,
-        "image_AP": binary_average_precision,
         "image_F1max": binary_f1_max,
+        "image_AP": binary_average_precision,
         "pixel_AUROC": partial(_pixel, binary_auroc),
-        "pixel_AP": partial(_pixel, binary_average_precision),
         "pixel_F1max": partial(_pixel, binary_f1_max),
+        "pixel_AP": partial(_pixel, binary_average_precision),
         "pixel_AUPRO": partial(_exact_aupro, fpr_limit=fpr_limit),
         "pixel_AUPIMO": partial(aupimo, fpr_bounds=fpr_bounds),
     }

@@ -34,13 +34,15 @@ __all__ = [
     "mean_over",
 ]
 
+# The registry's names as a type, so that configs are checked when they are parsed
+# (tests/test_metrics check that it lists exactly ALL_METRIC_NAMES, in order).
 MetricName = Literal[
     "image_AUROC",
-    "image_AP",
     "image_F1max",
+    "image_AP",
     "pixel_AUROC",
-    "pixel_AP",
     "pixel_F1max",
+    "pixel_AP",
     "pixel_AUPRO",
     "pixel_AUPIMO",
 ]
