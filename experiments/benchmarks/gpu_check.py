@@ -28,7 +28,7 @@ pretrained ones):
 Writes ``gpu_check.json`` (every figure, each phase's status and seconds) and ``gpu_check.log``
 (each phase's full output) to ``--out`` after every phase, and prints a summary last.
 ``--dry`` runs every phase on the CPU with tiny models of the same architectures in about a
-minute, so the command is tested where no GPU is (``tests/test_gpu_check.py``).
+minute, so the command is tested where no GPU is (``tests/bench/test_gpu_check.py``).
 """
 
 from __future__ import annotations
