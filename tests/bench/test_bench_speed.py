@@ -19,6 +19,7 @@ from tests.helpers import TINY
 CONFIGS = REPO / "experiments" / "configs"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mtd").is_dir(), reason="needs ../shared/data")
 def test_benchmark_compares_reference_and_paper_config(
     tmp_path: Path, normal_dir: Path, capsys: pytest.CaptureFixture[str]
