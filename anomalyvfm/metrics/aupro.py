@@ -9,7 +9,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from anomalyvfm.metrics.functional import _check_binary, aupro
+from anomalyvfm.metrics._inputs import Maps, as_image_list
+from anomalyvfm.metrics.functional import aupro
 
 __all__ = ["AUPRO"]
 
@@ -19,7 +20,8 @@ class AUPRO(Metric):
 
     Stores all anomaly maps and masks (list states concatenated across processes under DDP) and
     evaluates :func:`anomalyvfm.metrics.functional.aupro` once in ``compute``, so regions and the
-    global threshold sweep are exactly those of the whole evaluation set.
+    global threshold sweep are exactly those of the whole evaluation set. Maps may be a batch
+    ``(N, H, W)`` or images of different sizes (the evaluator's ``original`` resolution).
 
     Args:
         fpr_limit: Upper integration limit of the false positive rate, in (0, 1].
@@ -37,44 +39,47 @@ class AUPRO(Metric):
 
     maps: list[Tensor]
     masks: list[Tensor]
+    sizes: list[Tensor]
 
     def __init__(self, fpr_limit: float = 0.3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 < fpr_limit <= 1.0:
             raise ValueError(f"`fpr_limit` must lie in (0, 1], got {fpr_limit}.")
         self.fpr_limit = fpr_limit
-        self.add_state("maps", default=[], dist_reduce_fx="cat")
-        self.add_state("masks", default=[], dist_reduce_fx="cat")
+        # Flattened maps and masks with each image's (H, W): images of any size can be mixed.
+        for name in ("maps", "masks", "sizes"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
+    def update(self, preds: Maps, target: Maps) -> None:
         """Adds a batch of anomaly maps and ground-truth masks.
 
         Args:
-            preds: Anomaly maps of shape (N, H, W); higher means more anomalous.
-            target: Binary masks (bool or {0, 1}) of shape (N, H, W).
+            preds: Anomaly maps of shape (N, H, W), or a sequence of (H_i, W_i) maps (images at
+                their own sizes); higher means more anomalous.
+            target: Binary masks (bool or {0, 1}) shaped like ``preds``.
 
         Raises:
-            ValueError: If the shapes differ, are not (N, H, W), do not match the spatial size of
-                earlier batches, or ``target`` is not binary.
+            ValueError: If a map and its mask differ in shape, a batch tensor is not (N, H, W),
+                or ``target`` is not binary.
         """
-        if preds.ndim != 3:
-            raise ValueError(
-                f"`preds` must be anomaly maps of shape (N, H, W), got {tuple(preds.shape)}."
-            )
-        if preds.shape != target.shape:
-            raise ValueError(
-                f"`preds` and `target` must have the same shape, got {tuple(preds.shape)} and "
-                f"{tuple(target.shape)}."
-            )
-        # Checked here rather than in compute so the error points at the offending batch.
-        if self.maps and self.maps[0].shape[1:] != preds.shape[1:]:
-            raise ValueError(
-                f"All maps must share one spatial size: got {tuple(preds.shape[1:])} after "
-                f"{tuple(self.maps[0].shape[1:])}."
-            )
-        _check_binary(target, "target")
-        self.maps.append(preds.detach())
-        self.masks.append(target.detach().to(torch.bool))
+        if isinstance(preds, Tensor):
+            if preds.ndim != 3:
+                raise ValueError(
+                    f"`preds` must be anomaly maps of shape (N, H, W), got {tuple(preds.shape)}."
+                )
+            if isinstance(target, Tensor) and preds.shape != target.shape:
+                raise ValueError(
+                    f"`preds` and `target` must have the same shape, got {tuple(preds.shape)} "
+                    f"and {tuple(target.shape)}."
+                )
+        # Validated per batch, so the error points at the offending one (masks must be binary).
+        images, gts = as_image_list(preds, target)
+        if not images:
+            return
+        self.maps.append(torch.cat([m.detach().reshape(-1) for m in images]))
+        self.masks.append(torch.cat([k.detach().reshape(-1).to(torch.bool) for k in gts]))
+        shapes = [tuple(m.shape) for m in images]
+        self.sizes.append(torch.tensor(shapes, dtype=torch.long, device=images[0].device))
 
     def compute(self) -> Tensor:
         """Evaluates AUPRO on all maps seen since the last reset.
@@ -85,4 +90,14 @@ class AUPRO(Metric):
         """
         if isinstance(self.maps, list) and len(self.maps) == 0:
             return torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
-        return aupro(dim_zero_cat(self.maps), dim_zero_cat(self.masks), self.fpr_limit)
+        sizes = dim_zero_cat(self.sizes).reshape(-1, 2)
+        shapes = [tuple(s) for s in sizes.tolist()]
+        counts = [h * w for h, w in shapes]
+        flat_maps, flat_masks = dim_zero_cat(self.maps), dim_zero_cat(self.masks)
+        if len(set(shapes)) == 1:  # one size: the (N, H, W) form
+            return aupro(
+                flat_maps.view(-1, *shapes[0]), flat_masks.view(-1, *shapes[0]), self.fpr_limit
+            )
+        maps = [m.view(s) for m, s in zip(torch.split(flat_maps, counts), shapes)]
+        masks = [k.view(s) for k, s in zip(torch.split(flat_masks, counts), shapes)]
+        return aupro(maps, masks, self.fpr_limit)

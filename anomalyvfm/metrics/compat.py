@@ -22,23 +22,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
-from anomalyvfm.metrics._inputs import Maps, as_image_list, flatten, nan
-from anomalyvfm.metrics.aupimo import aupimo
-from anomalyvfm.metrics.functional import (
-    aupro,
-    binary_auroc,
-    binary_average_precision,
-    binary_f1_max,
-)
+from anomalyvfm.metric_names import ALL_METRIC_NAMES
 from anomalyvfm.metrics.reference_binned import (
     binned_aupro,
     binned_auroc,
     binned_average_precision,
     binned_f1_max,
 )
+from anomalyvfm.metrics.registry import metric_function
 from anomalyvfm.metrics.threshold_loop import threshold_loop_aupro
 
 __all__ = [
@@ -55,23 +48,6 @@ __all__ = [
 MetricMode = Literal["exact", "reference_binned", "threshold_loop"]
 METRIC_MODES: tuple[MetricMode, ...] = ("exact", "reference_binned", "threshold_loop")
 MetricFunction = Callable[[Any, Any], Tensor]
-
-
-def _pixel(metric: Callable[[Tensor, Tensor], Tensor], maps: Maps, masks: Maps) -> Tensor:
-    return metric(*flatten(*as_image_list(maps, masks)))
-
-
-def _exact_aupro(maps: Maps, masks: Maps, fpr_limit: float) -> Tensor:
-    images, gts = as_image_list(maps, masks)
-    if not images:
-        return nan()
-    if isinstance(maps, Tensor) and isinstance(masks, Tensor):
-        return aupro(maps, masks, fpr_limit)
-    if len({tuple(m.shape) for m in images}) == 1:
-        return aupro(torch.stack(images), torch.stack(gts), fpr_limit)
-    # Images of different sizes: functional.aupro's sequence form labels each image on its own.
-    aupro_any: Callable[..., Tensor] = aupro
-    return aupro_any(images, gts, fpr_limit)
 
 
 def metric_functions(
@@ -107,15 +83,13 @@ def metric_functions(
     if mode not in METRIC_MODES:
         raise ValueError(f"unknown metric mode {mode!r}; choose from {list(METRIC_MODES)}.")
     functions: dict[str, MetricFunction] = {
-        "image_AUROC": binary_auroc,
-        "image_F1max": binary_f1_max,
-        "image_AP": binary_average_precision,
-        "pixel_AUROC": partial(_pixel, binary_auroc),
-        "pixel_F1max": partial(_pixel, binary_f1_max),
-        "pixel_AP": partial(_pixel, binary_average_precision),
-        "pixel_AUPRO": partial(_exact_aupro, fpr_limit=fpr_limit),
-        "pixel_AUPIMO": partial(aupimo, fpr_bounds=fpr_bounds),
+        # Exact metrics through the package's torchmetrics classes (one implementation each).
+        name: metric_function(name)
+        for name in ALL_METRIC_NAMES
+        if name not in ("pixel_AUPRO", "pixel_AUPIMO")
     }
+    functions["pixel_AUPRO"] = metric_function("pixel_AUPRO", fpr_limit=fpr_limit)
+    functions["pixel_AUPIMO"] = metric_function("pixel_AUPIMO", fpr_bounds=fpr_bounds)
     if mode == "reference_binned":
         functions["pixel_AUROC"] = partial(binned_auroc, num_bins=num_bins)
         functions["pixel_AP"] = partial(binned_average_precision, num_bins=num_bins)

@@ -248,3 +248,9 @@ def test_one_metric_registry_in_one_order() -> None:
     assert list(ALL_METRIC_NAMES[: len(METRIC_NAMES)]) == list(METRIC_NAMES)
     for mode in ("exact", "reference_binned", "threshold_loop"):
         assert tuple(metric_functions(mode)) == ALL_METRIC_NAMES
+    # The evaluator's exact metrics are the exported torchmetrics classes.
+    from anomalyvfm.metrics.registry import METRIC_CLASSES
+
+    assert tuple(METRIC_CLASSES) == ALL_METRIC_NAMES
+    for name, fn in metric_functions("exact").items():
+        assert fn.__name__ == f"{METRIC_CLASSES[name].__name__}_compute", name

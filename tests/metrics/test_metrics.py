@@ -386,11 +386,30 @@ def test_metric_modules_validate_inputs(masks: Tensor) -> None:
         metric.update(torch.rand(2, 8, 8), torch.zeros(2, 8, 9))
     with pytest.raises(ValueError, match="binary"):
         metric.update(torch.rand(2, 8, 8), torch.full((2, 8, 8), 3))
-    metric.update(torch.rand(2, 8, 8), torch.zeros(2, 8, 8))
-    with pytest.raises(ValueError, match="spatial size"):
-        metric.update(torch.rand(2, 9, 9), torch.zeros(2, 9, 9))
     with pytest.raises(ValueError, match="fpr_limit"):
         AUPRO(fpr_limit=0.0)
+
+
+def test_aupro_module_takes_images_of_different_sizes() -> None:
+    # The evaluator at `original` resolution feeds images at their own sizes; batches of one
+    # size and of several sizes mix, and the value is the functional one on the same images.
+    gen = torch.Generator().manual_seed(3)
+    sizes = [(8, 8), (9, 12), (8, 8), (16, 5)]
+    maps = [torch.rand(s, generator=gen) for s in sizes]
+    masks = [torch.zeros(s, dtype=torch.bool) for s in sizes]
+    for k, (h, w) in zip(masks, sizes):
+        k[h // 4 : h // 2, w // 4 : w // 2 + 1] = True
+    metric = AUPRO(fpr_limit=0.3)
+    metric.update(torch.stack(maps[:1]), torch.stack(masks[:1]))
+    metric.update(maps[1:], masks[1:])
+    expected = aupro(maps, masks, 0.3)
+    assert float(metric.compute()) == pytest.approx(float(expected), abs=1e-12)
+    same = AUPRO()
+    same.update(torch.stack([maps[0], maps[2]]), torch.stack([masks[0], masks[2]]))
+    assert float(same.compute()) == pytest.approx(
+        float(aupro(torch.stack([maps[0], maps[2]]), torch.stack([masks[0], masks[2]]))),
+        abs=1e-12,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:.*compute.*:UserWarning")
