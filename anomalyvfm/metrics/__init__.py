@@ -26,7 +26,6 @@ from anomalyvfm.metrics.compat import (
     binned_aupro,
     binned_auroc,
     binned_average_precision,
-    binned_f1_max,
     metric_functions,
     threshold_loop_aupro,
 )
@@ -58,7 +57,6 @@ __all__ = [
     "binned_aupro",
     "binned_auroc",
     "binned_average_precision",
-    "binned_f1_max",
     "metric_functions",
     "per_image_aupimo",
     "threshold_loop_aupro",

@@ -29,7 +29,6 @@ from anomalyvfm.metrics.reference_binned import (
     binned_aupro,
     binned_auroc,
     binned_average_precision,
-    binned_f1_max,
 )
 from anomalyvfm.metrics.registry import metric_function
 from anomalyvfm.metrics.threshold_loop import threshold_loop_aupro
@@ -40,7 +39,6 @@ __all__ = [
     "binned_aupro",
     "binned_auroc",
     "binned_average_precision",
-    "binned_f1_max",
     "metric_functions",
     "threshold_loop_aupro",
 ]

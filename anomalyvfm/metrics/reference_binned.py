@@ -25,7 +25,7 @@ from anomalyvfm.metrics._inputs import (
     region_ids,
 )
 
-__all__ = ["binned_aupro", "binned_auroc", "binned_average_precision", "binned_f1_max"]
+__all__ = ["binned_aupro", "binned_auroc", "binned_average_precision"]
 
 
 def _binned_curve(maps: Maps, masks: Maps, num_bins: int, weighted: bool) -> Tensor | None:
@@ -104,20 +104,6 @@ def binned_average_precision(maps: Maps, masks: Maps, num_bins: int = 200) -> Te
     if curve is None:
         return nan(device_of(maps))
     return torch.trapezoid(curve[2], curve[1])
-
-
-def binned_f1_max(maps: Maps, masks: Maps, num_bins: int = 200) -> Tensor:
-    """Maximum F1 over the ``num_bins + 1`` histogram thresholds of :func:`binned_auroc`.
-
-    Not used by the reference, which computes pixel F1-max exactly (scikit-learn); offered to
-    show the effect of binning on F1. Arguments and return as :func:`binned_auroc`.
-    """
-    curve = _binned_curve(maps, masks, num_bins, weighted=False)
-    if curve is None:
-        return nan(device_of(maps))
-    precision, recall = curve[2], curve[1]
-    f1 = 2 * precision * recall / (precision + recall)
-    return torch.nan_to_num(f1, nan=0.0).max()
 
 
 def binned_aupro(maps: Maps, masks: Maps, fpr_limit: float = 0.3, num_bins: int = 200) -> Tensor:

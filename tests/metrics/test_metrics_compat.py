@@ -16,7 +16,6 @@ from anomalyvfm.metrics import (
     binned_aupro,
     binned_auroc,
     binned_average_precision,
-    binned_f1_max,
     metric_functions,
     threshold_loop_aupro,
 )
@@ -33,7 +32,6 @@ UNEQUAL_SIZES = [(20, 30), (24, 24), (22, 26), (30, 20), (20, 21), (26, 22)]
 BINNED = {
     "auroc": binned_auroc,
     "ap": binned_average_precision,
-    "f1": binned_f1_max,
 }
 
 
@@ -115,7 +113,6 @@ def test_binned_metrics_differ_slightly_from_exact() -> None:
     for name, function in [
         ("pixel_AUROC", binned_auroc),
         ("pixel_AP", binned_average_precision),
-        ("pixel_F1max", binned_f1_max),
         ("pixel_AUPRO", binned_aupro),
     ]:
         gap = abs(float(function(maps, masks)) - float(exact[name](maps, masks)))
