@@ -107,10 +107,17 @@ class WandbLogger(_LightningWandbLogger):
         run: Any = self._experiment
         if run is not None:
             run.tags = tuple(_unique([*(run.tags or ()), *tags]))
-            run.summary.update(info.summary)
-        else:
-            self._pending_summary.update(info.summary)
+        self.update_summary(info.summary)
         return info
+
+    def update_summary(self, values: Mapping[str, Any]) -> None:
+        """Writes ``values`` into the run summary: the one place this project writes it (the
+        model description, the test means). Kept until the run exists if it does not yet."""
+        run: Any = self._experiment
+        if run is not None:
+            run.summary.update(dict(values))
+        else:
+            self._pending_summary.update(values)
 
 
 class RunDescription:

@@ -30,7 +30,8 @@ class WandbSummary(pl.Callback):
     @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The test means (``test/<dataset>/<metric>``, ``test/mean/<metric>``) into the run
-        summary and the protocol into the run config: the one place either is written."""
+        summary (through :meth:`WandbLogger.update_summary`) and the protocol into the run
+        config: the only code that writes either after a test."""
         report = report_of(pl_module)
         if report is None or not report.results:
             return
@@ -40,8 +41,7 @@ class WandbSummary(pl.Callback):
         values.update(finite_items(report.overall_mean, "test/mean"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                run = logger.experiment
-                run.summary.update(values)
-                run.config.update(
+                logger.update_summary(values)
+                logger.experiment.config.update(
                     {"eval_protocol": report.protocol.as_dict()}, allow_val_change=True
                 )
