@@ -46,6 +46,10 @@ ARCHITECTURE = (
 )
 
 
+# Dict-valued options compared as a whole (their keys are the user's, not options).
+OPAQUE = ("model_kwargs",)
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Loads a Lightning checkpoint on the CPU (``weights_only``), naming the file on failure."""
     try:
@@ -70,11 +74,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_dotted(
+    tree: dict[str, Any], leaves: tuple[str, ...] = (), prefix: str = ""
+) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``; dicts under a key named in ``leaves`` stay whole."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and key != "model_kwargs" and not key.startswith("_"):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+        if isinstance(value, dict) and key not in leaves:
+            flat.update(flatten_dotted(value, leaves, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -102,7 +109,7 @@ def class_defaults(class_path: str) -> dict[str, Any]:
         if param.default is inspect.Parameter.empty or param.name == "self":
             continue
         defaults[param.name] = _plain(param.default)
-    return _flatten(defaults)
+    return flatten_dotted(defaults, OPAQUE)
 
 
 def merge_checkpoint_options(cfg: Any, hparams: dict[str, Any], ckpt_name: str) -> list[str]:
@@ -124,10 +131,10 @@ def merge_checkpoint_options(cfg: Any, hparams: dict[str, Any], ckpt_name: str) 
         )
     init = model["init_args"]
     defaults = class_defaults(str(class_path or given_class))
-    given = _flatten(_plain(init))
+    given = flatten_dotted(_plain(init), OPAQUE)
     taken: list[str] = []
     conflicts: list[str] = []
-    for key, ckpt_value in _flatten(_plain(hparams)).items():
+    for key, ckpt_value in flatten_dotted(_plain(hparams), OPAQUE).items():
         if key not in given:
             continue
         value, default = given[key], defaults.get(key, ckpt_value)

@@ -23,7 +23,11 @@ import anomalyvfm.data  # noqa: F401
 import anomalyvfm.tasks  # noqa: F401
 import data_synthesis  # noqa: F401
 from anomalyvfm.callbacks import WandbSummary
-from anomalyvfm.checkpoint_options import merge_checkpoint_options, read_checkpoint
+from anomalyvfm.checkpoint_options import (
+    flatten_dotted,
+    merge_checkpoint_options,
+    read_checkpoint,
+)
 from anomalyvfm.errors import (
     condense_parse_error,
     debug_requested,
@@ -51,19 +55,8 @@ class SaveConfigToRun(SaveConfigCallback):
                 import yaml
 
                 logger.experiment.config.update(
-                    _flatten(yaml.safe_load(config)), allow_val_change=True
+                    flatten_dotted(yaml.safe_load(config)), allow_val_change=True
                 )
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 class AnomalyVFMArgumentParser(LightningArgumentParser):
@@ -119,9 +112,7 @@ class AnomalyVFMCLI(LightningCLI):
             merge_checkpoint_options(cfg, hparams, str(path))
 
     def before_instantiate_classes(self) -> None:
-        subcommand = self.config.get("subcommand")
-        cfg = self.config[subcommand] if subcommand else self.config
-        _loggers_follow_root_dir(cfg)
+        _loggers_follow_root_dir(_run_config(self.config))
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -140,7 +131,7 @@ class AnomalyVFMCLI(LightningCLI):
                 folders.add(str(callback._ModelCheckpoint__resolve_ckpt_dir(self.trainer)))  # type: ignore[attr-defined]
         where = ", ".join(sorted(folders)) or "no ModelCheckpoint callback is configured"
         notice(
-            f"anomalyvfm fit: --ckpt_path last: no last checkpoint in {where}; "
+            f"{program_name()} fit: --ckpt_path last: no last checkpoint in {where}; "
             "training starts from scratch"
         )
         # Lightning's own warning says the same at length.
@@ -149,7 +140,7 @@ class AnomalyVFMCLI(LightningCLI):
     def _warn_without_checkpoint(self, subcommand: str) -> None:
         if self.config[subcommand].get("ckpt_path") is None:
             notice(
-                f"anomalyvfm {subcommand}: no --ckpt_path given: evaluating the untrained "
+                f"{program_name()} {subcommand}: no --ckpt_path given: evaluating the untrained "
                 "adapters, decoder and head (pass --ckpt_path <run>/checkpoints/last.ckpt)"
             )
 
@@ -166,7 +157,10 @@ class AnomalyVFMCLI(LightningCLI):
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULT_ROOT_DIR = "runs"
 DEFAULT_LOGGERS: list[dict[str, Any]] = [
-    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+    {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": DEFAULT_ROOT_DIR},
+    },
     {"class_path": "anomalyvfm.loggers.WandbLogger", "init_args": {"project": "anomalyvfm"}},
 ]
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -175,6 +169,12 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     # Persistent: added to every run, whatever callbacks the config lists.
     "callbacks": [WandbSummary()],
 }
+
+
+def _run_config(config: Any) -> Any:
+    """The options of the subcommand being run (the whole config when built without one)."""
+    subcommand = config.get("subcommand")
+    return config[subcommand] if subcommand else config
 
 
 def _loggers_follow_root_dir(cfg: Any) -> None:
@@ -215,8 +215,7 @@ def _apply_null_options(config: Any, argv: list[str]) -> None:
             keys.append(key)
     if not keys:
         return
-    subcommand = config.get("subcommand")
-    cfg = config[subcommand] if subcommand else config
+    cfg = _run_config(config)
     for key in keys:
         parts = key.split(".")
         if len(parts) > 1 and parts[0] in ("model", "data") and parts[1] != "init_args":
