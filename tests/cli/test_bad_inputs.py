@@ -27,7 +27,7 @@ from PIL import Image
 
 from tests.conftest import REPO, SHARED_DATA
 from tests.data.mvtec import data as mvtec_data
-from tests.helpers import DNS_FAILURE, TINY, child_env, silent_server
+from tests.helpers import DNS_FAILURE, TINY, child_env, fit_args, silent_server
 
 BIN = Path(sys.executable).parent
 ANOMALYVFM = [str(BIN / "anomalyvfm")]
@@ -47,13 +47,7 @@ class Env:
     ckpt: Path
 
     def fit(self, *extra: str) -> list[str]:
-        return [
-            "fit",
-            f"--config={TINY}",
-            f"--data.normal_dir={self.normals}",
-            f"--trainer.default_root_dir={self.tmp / 'runs'}",
-            *extra,
-        ]
+        return fit_args(self.tmp / "runs", self.normals, *extra)
 
     def eval(self, subcommand: str, *extra: str, ckpt: Path | bool = True) -> list[str]:
         """``subcommand`` on MPDD with the session's checkpoint (``ckpt``: another path, or
@@ -278,14 +272,7 @@ def bad_env(tmp_path_factory: pytest.TempPathFactory, normal_dir: Path) -> Env:
     """A tiny trained checkpoint (one real ``anomalyvfm fit``) and a scratch folder."""
     tmp = tmp_path_factory.mktemp("bad_inputs")
     proc = subprocess.run(
-        ANOMALYVFM
-        + [
-            "fit",
-            f"--config={TINY}",
-            f"--data.normal_dir={normal_dir}",
-            f"--trainer.default_root_dir={tmp / 'trained'}",
-            "--trainer.max_steps=1",
-        ],
+        ANOMALYVFM + fit_args(tmp / "trained", normal_dir, "--trainer.max_steps=1"),
         capture_output=True,
         text=True,
         env=_env(),
@@ -540,18 +527,7 @@ PRETRAINED = "--model.backbone.name=vit_small_patch14_dinov2.lvd142m"
 
 
 def fit_cli(tmp: Path, normal_dir: Path, *overrides: str, env: dict[str, str] | None = None):
-    cmd = [
-        sys.executable,
-        "-m",
-        "anomalyvfm",
-        "fit",
-        "--config",
-        TINY,
-        f"--data.normal_dir={normal_dir}",
-        f"--trainer.default_root_dir={tmp / 'runs'}",
-        "--trainer.max_steps=1",
-        *overrides,
-    ]
+    cmd = MODULE + fit_args(tmp / "runs", normal_dir, "--trainer.max_steps=1", *overrides)
     env = env if env is not None else child_env(tmp, offline=True)
     start = time.monotonic()
     res = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=180)
