@@ -202,9 +202,7 @@ def phase_fit(opts: argparse.Namespace) -> dict[str, Any]:
         code, seconds = _run_cli(args, _cli_env(opts), opts.log)
     if code != 0:
         raise RuntimeError(f"anomalyvfm fit exited {code}: {_last_error(opts.log)}")
-    ckpts = sorted((opts.work / "fit").rglob("last.ckpt"))
-    if not ckpts:
-        raise RuntimeError(f"anomalyvfm fit wrote no last.ckpt under {opts.work / 'fit'}")
+    ckpt = _fit_checkpoint(opts)
     losses = _csv_column(sorted((opts.work / "fit").rglob("metrics.csv")), "train/loss")
     return {
         **out,
@@ -212,10 +210,18 @@ def phase_fit(opts: argparse.Namespace) -> dict[str, Any]:
         "exit_code": code,
         "seconds": seconds,
         "optimizer_steps": opts.fit_steps,
-        "checkpoint": str(ckpts[-1]),
-        "checkpoint_mb": ckpts[-1].stat().st_size / 2**20,
+        "checkpoint": str(ckpt),
+        "checkpoint_mb": ckpt.stat().st_size / 2**20,
         "train_loss_first_last": [losses[0], losses[-1]] if losses else None,
     }
+
+
+def _fit_checkpoint(opts: argparse.Namespace) -> Path:
+    """The last.ckpt the fit phase wrote."""
+    ckpts = sorted((opts.work / "fit").rglob("last.ckpt"))
+    if not ckpts:
+        raise RuntimeError(f"the fit phase wrote no last.ckpt under {opts.work / 'fit'}")
+    return ckpts[-1]
 
 
 def _last_error(log: Path) -> str:
@@ -238,10 +244,8 @@ def _csv_column(files: list[Path], column: str) -> list[float]:
 
 
 def phase_test(opts: argparse.Namespace) -> dict[str, Any]:
-    ckpts = sorted((opts.work / "fit").rglob("last.ckpt"))
-    if not ckpts:
-        raise RuntimeError("no checkpoint from the fit phase to test")
-    args = ["test", *_model_configs(opts), f"--config={EVAL_CONFIG}", f"--ckpt_path={ckpts[-1]}"]
+    ckpt = _fit_checkpoint(opts)
+    args = ["test", *_model_configs(opts), f"--config={EVAL_CONFIG}", f"--ckpt_path={ckpt}"]
     if opts.dry:
         args.append("--trainer.limit_test_batches=2")
     code, seconds = _run_cli(args, _cli_env(opts), opts.log)
