@@ -269,7 +269,7 @@ def console(argv: list[str] | None = None) -> int:
     else:
         args = words = take_debug_flag(argv)
     prog = program_name() + next((f" {a}" for a in words if a in SUBCOMMANDS), "")
-    return run_console(prog, lambda: main(args) and 0)
+    return run_console(prog, lambda: main(args))
 
 
 if __name__ == "__main__":

@@ -146,3 +146,10 @@ def take_debug_flag(argv: list[str]) -> list[str]:
     if "--debug" in argv:
         os.environ[DEBUG_ENV] = "1"
     return [a for a in argv if a != "--debug"]
+
+
+def run_command(prog: str, main: Callable[[list[str]], Any]) -> int:
+    """A tool's console entry: ``main`` on this process's arguments (``--debug`` taken out),
+    through :func:`run_console`."""
+    argv = take_debug_flag(sys.argv[1:])
+    return run_console(prog, lambda: main(argv))

@@ -77,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from anomalyvfm.errors import run_console, take_debug_flag
+    from anomalyvfm.errors import run_command
 
-    _argv = take_debug_flag(sys.argv[1:])
-    sys.exit(run_console("python -m data_synthesis", lambda: main(_argv)))
+    sys.exit(run_command("python -m data_synthesis", main))

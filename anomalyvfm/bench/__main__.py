@@ -309,7 +309,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from anomalyvfm.errors import run_console, take_debug_flag
+    from anomalyvfm.errors import run_command
 
-    _argv = take_debug_flag(sys.argv[1:])
-    sys.exit(run_console("python -m anomalyvfm.bench", lambda: main(_argv) and 0))
+    sys.exit(run_command("python -m anomalyvfm.bench", main))

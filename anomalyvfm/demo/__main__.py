@@ -141,7 +141,6 @@ def save_grid(cli, path: Path, per_category: int = 3) -> None:
 if __name__ == "__main__":
     import sys
 
-    from anomalyvfm.errors import run_console, take_debug_flag
+    from anomalyvfm.errors import run_command
 
-    _argv = take_debug_flag(sys.argv[1:])
-    sys.exit(run_console("python -m anomalyvfm.demo", lambda: main(_argv) and 0))
+    sys.exit(run_command("python -m anomalyvfm.demo", main))

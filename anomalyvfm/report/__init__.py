@@ -69,10 +69,9 @@ def _label(text: str) -> tuple[str, Path]:
 
 def console() -> int:
     """The ``anomalyvfm-report`` command: :func:`main` with one-line user errors."""
-    from anomalyvfm.errors import run_console, take_debug_flag
+    from anomalyvfm.errors import run_command
 
-    argv = take_debug_flag(sys.argv[1:])
-    return run_console("anomalyvfm-report", lambda: main(argv))
+    return run_command("anomalyvfm-report", main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
