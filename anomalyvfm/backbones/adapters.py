@@ -19,8 +19,9 @@ inside ``blocks.N.attn`` are considered.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -144,6 +145,28 @@ class LowRankLinear(nn.Module):
             parts.append(self._plain(y[..., pos:], bias, pos, y.shape[-1]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
+        """A plain ``nn.Linear`` computing the same function, with the updates in its weight.
+
+        LoRA rows become ``W + s B A``; DoRA rows that, rescaled to the learnt magnitude
+        (``m / (||W + s B A|| + 1e-8)`` per row, as :meth:`forward` does). The sums run in
+        float64 and the result takes the base layer's dtype, so outputs match up to rounding.
+        """
+        base = self.base
+        weight = base.weight.double().clone()
+        for i, (a, b) in enumerate(self.slices):
+            rows = weight[a:b] + self.scaling * self.lora_B[i].double() @ self.lora_A[i].double()
+            if self.dora:
+                rows = rows * (self.magnitude[i].double() / (rows.norm(dim=1) + 1e-8))[:, None]
+            weight[a:b] = rows
+        out = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
+        out = out.to(device=base.weight.device, dtype=base.weight.dtype)
+        out.weight.copy_(weight.to(base.weight.dtype))
+        if base.bias is not None:
+            out.bias.copy_(base.bias)
+        return out.requires_grad_(False)
+
     def _plain(self, y: Tensor, bias: Tensor | None, a: int, b: int) -> Tensor:
         # Unadapted rows: DoRA computed y without bias, so add it back here.
         if self.dora and bias is not None:
@@ -183,6 +206,39 @@ def apply_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
             "(expected names like blocks.0.attn.qkv); check the backbone or use adapter.type=full"
         )
     return model
+
+
+def merge_adapters_into(model: nn.Module) -> int:
+    """Folds every adapter of ``model`` (native or peft) into plain layers, in place.
+
+    Native :class:`LowRankLinear` layers are replaced by :meth:`LowRankLinear.merged`; peft
+    LoRA/DoRA layers are merged by peft and replaced by their base layer. Afterwards ``model``
+    holds no adapter code. Returns the number of layers merged.
+
+    Raises:
+        ValueError: a peft adapter layer that is not a merged ``nn.Linear`` afterwards.
+    """
+    merged = 0
+    for _, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, LowRankLinear):
+                setattr(parent, child_name, child.merged())
+                merged += 1
+            elif _is_peft_lora(child):
+                peft_layer: Any = child
+                peft_layer.merge(safe_merge=False)
+                base = peft_layer.get_base_layer()
+                if not isinstance(base, nn.Linear):
+                    raise ValueError(f"cannot merge peft adapter on {type(base).__name__}")
+                setattr(parent, child_name, base)
+                merged += 1
+    return merged
+
+
+def _is_peft_lora(module: nn.Module) -> bool:
+    # peft is imported only when it is already loaded: a model without peft layers never needs it.
+    lora = sys.modules.get("peft.tuners.lora.layer")
+    return lora is not None and isinstance(module, lora.LoraLayer)
 
 
 def _wrap(layer: nn.Linear, target: str, config: AdapterConfig) -> LowRankLinear:

@@ -97,6 +97,7 @@ class AnomalyVFMModel(nn.Module):
         apply_adapters(self.backbone.model, adapter)
         self.decoder = Decoder(self.backbone.feature_dim, decoder)
         self.image_head = nn.Linear(self.backbone.summary_dim, 1)
+        self.image_size = image_size
         self.mean_filter_size = mean_filter_size
         self.image_score = image_score
         self.mean_filter_padding = mean_filter_padding

@@ -1,0 +1,1 @@
+"""Deployment of trained detectors: exact export to ONNX and torch.export files."""
