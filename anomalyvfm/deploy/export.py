@@ -81,7 +81,7 @@ class DeployedDetector(nn.Module):
         self, model: AnomalyVFMModel, image_threshold: float = 0.5, pixel_threshold: float = 0.5
     ) -> None:
         super().__init__()
-        self.model = merge_adapters(model)
+        self.model = merge_adapters(model).float()  # the graph computes in float32
         # Plain (NCHW) weights: channels-last ones are strided views that torch.export.save
         # stores awkwardly, and an exported graph gains nothing from the layout.
         self.model.decoder.channels_last = False

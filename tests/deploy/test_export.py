@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from anomalyvfm.backbones.adapters import AdapterConfig, LowRankLinear
-from anomalyvfm.backbones.timm_backbone import BackboneConfig
+from anomalyvfm.backbones.timm_backbone import Backbone, BackboneConfig
 from anomalyvfm.deploy.export import (
     PT2_METADATA_FILE,
     DeployedDetector,
@@ -26,6 +26,7 @@ from anomalyvfm.deploy.export import (
 from anomalyvfm.models.anomalyvfm import AnomalyVFMModel
 from anomalyvfm.models.decoder import DecoderConfig
 from tests.conftest import REPO, TINY_VIT
+from tests.helpers import FAMILIES
 
 SIZE = 56  # tiny DINOv2, patch 14: a 4 x 4 token grid, an 8 x 8 anomaly map
 # (batch, height, width): the model's own size, and a larger non-square one.
@@ -262,3 +263,25 @@ def test_export_refuses_bad_format_and_contradicting_metadata(tmp_path: Path) ->
 def test_pt2_metadata_file_name_is_documented() -> None:
     # The README's reading example names the extra file; keep the two in step.
     assert PT2_METADATA_FILE in (REPO / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_backbone_family_exports_to_onnx(family: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    name = FAMILIES[family]
+    torch.manual_seed(0)
+    backbone = BackboneConfig(name=name, model_kwargs=dict(TINY_VIT))
+    size = 4 * Backbone(backbone).patch_size
+    model = AnomalyVFMModel(backbone, AdapterConfig(type="dora", rank=4), DecoderConfig(), size)
+    path = export_detector(model.eval(), tmp_path / "detector.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    detector = DeployedDetector(model)
+    for batch, height, width in [(1, 50, 70), (2, 90, 90)]:
+        x = torch.rand(batch, 3, height, width)
+        score, _, amap, _ = session.run(None, {"images": x.numpy()})
+        with torch.no_grad():
+            ref_score, _, ref_map, _ = detector(x)
+        np.testing.assert_allclose(score, ref_score.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(amap, ref_map.numpy(), atol=1e-4, rtol=0)
