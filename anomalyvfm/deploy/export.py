@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from anomalyvfm import options
 from anomalyvfm.backbones.adapters import LowRankLinear, merge_adapters_into
 from anomalyvfm.models.anomalyvfm import AnomalyVFMModel
 
@@ -87,8 +88,8 @@ class DeployedDetector(nn.Module):
         self.model.decoder.channels_last = False
         self.model.to(memory_format=torch.contiguous_format)
         self.image_size = int(model.image_size)
-        self.image_threshold = float(image_threshold)
-        self.pixel_threshold = float(pixel_threshold)
+        self.image_threshold = _threshold("image_threshold", image_threshold)
+        self.pixel_threshold = _threshold("pixel_threshold", pixel_threshold)
         self.eval()
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -106,6 +107,16 @@ class DeployedDetector(nn.Module):
         return score, score >= self.image_threshold, amap, amap >= self.pixel_threshold
 
 
+def _threshold(option: str, value: Any) -> float:
+    """A threshold (Python, numpy or 0-d tensor number) as a float in [0, 1]."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = value
+    options.in_unit_interval(option, number)
+    return number
+
+
 def detector_metadata(
     model: AnomalyVFMModel,
     image_threshold: float,
@@ -121,8 +132,8 @@ def detector_metadata(
         "format": "anomalyvfm-detector",
         "inputs": "images: float32 (B, 3, H, W) RGB in [0, 1]",
         "outputs": "score (B,), label (B,) bool, anomaly_map (B, H, W), mask (B, H, W) bool",
-        "image_threshold": float(image_threshold),
-        "pixel_threshold": float(pixel_threshold),
+        "image_threshold": _threshold("image_threshold", image_threshold),
+        "pixel_threshold": _threshold("pixel_threshold", pixel_threshold),
         "image_size": int(model.image_size),
         "backbone": model.backbone.config.name,
         "image_score": model.image_score,
@@ -169,12 +180,12 @@ def export_detector(
     Raises:
         ValueError: unknown ``format``, bad metadata, or an ONNX model over 2 GiB.
     """
-    if format not in FORMATS:
-        raise ValueError(f"export format must be one of {', '.join(FORMATS)}; got {format!r}")
+    options.one_of("export format", format, FORMATS)
     meta = detector_metadata(model, image_threshold, pixel_threshold, metadata)
-    detector = DeployedDetector(model, image_threshold, pixel_threshold)
-    device = next(detector.parameters()).device
-    example = torch.rand(2, 3, detector.image_size, detector.image_size + 8, device=device)
+    # Traced on the CPU, so that the file holds no device: ONNX runs on any onnxruntime
+    # provider, and a loaded .pt2 program moves with torch.export.passes.move_to_device_pass.
+    detector = DeployedDetector(model, image_threshold, pixel_threshold).cpu()
+    example = torch.rand(2, 3, detector.image_size, detector.image_size + 8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "pt2":

@@ -221,8 +221,8 @@ def test_exported_file_matches_pytorch_without_the_package(
         model,
         tmp_path / f"detector.{fmt}",
         format=fmt,  # type: ignore[arg-type]
-        image_threshold=image_thr,
-        pixel_threshold=pixel_thr,
+        image_threshold=np.float32(image_thr),  # calibration may give numpy or torch numbers
+        pixel_threshold=amap.median(),
         metadata={"calibrated": True, "checkpoint": "tiny.ckpt"},
     )
     assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # one file
@@ -253,10 +253,14 @@ def test_exported_file_matches_pytorch_without_the_package(
 
 def test_export_refuses_bad_format_and_contradicting_metadata(tmp_path: Path) -> None:
     model = tiny_model("lora")
-    with pytest.raises(ValueError, match="format must be one of onnx, pt2"):
+    with pytest.raises(ValueError, match="export format must be one of onnx, pt2"):
         export_detector(model, tmp_path / "d.bin", format="tflite")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\['image_size'\] contradicts"):
         export_detector(model, tmp_path / "d.onnx", metadata={"image_size": 999})
+    with pytest.raises(ValueError, match=r"pixel_threshold must be a number in \[0, 1\]; got 1.5"):
+        export_detector(model, tmp_path / "d.onnx", pixel_threshold=1.5)
+    with pytest.raises(ValueError, match="must be JSON-serialisable"):
+        export_detector(model, tmp_path / "d.onnx", metadata={"when": object()})
     assert not list(tmp_path.iterdir())
 
 
