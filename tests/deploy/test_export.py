@@ -29,8 +29,8 @@ from tests.conftest import REPO, TINY_VIT
 from tests.helpers import FAMILIES
 
 SIZE = 56  # tiny DINOv2, patch 14: a 4 x 4 token grid, an 8 x 8 anomaly map
-# (batch, height, width): the model's own size, and a larger non-square one.
-SHAPES = [(1, SIZE, SIZE), (3, 70, 45)]
+# (batch, height, width): the model's own size, a larger and a smaller non-square one.
+SHAPES = [(1, SIZE, SIZE), (3, 70, 45), (2, 40, 100)]
 
 # Runs in a fresh interpreter outside the repository; importing the package, timm (and for
 # ONNX torch) fails there, so a file that needed them could not run.
