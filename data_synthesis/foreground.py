@@ -2,8 +2,11 @@
 
 Methods (numpy/scipy only): ``"all"`` (every pixel; textures), ``"threshold"`` (distance to the
 median border colour, Otsu-thresholded) and ``"saliency"`` (spectral residual, Hou & Zhang 2007,
-Otsu-thresholded). :class:`SegmentationForeground` runs a user-given segmentation model instead.
-No method ever returns an empty mask: it falls back to all ones and records ``fallback: True``.
+Otsu-thresholded). They need no model, so ``"threshold"`` is the offline default of the inpainting
+generator; :class:`SegmentationForeground` runs a segmentation model instead (any Hugging Face
+model the transformers ``image-segmentation`` pipeline runs, by id or local folder, or any
+callable), as the reference does with a salient-object segmentation network. No method ever
+returns an empty mask: it falls back to all ones and records ``fallback: True``.
 """
 
 from __future__ import annotations
@@ -119,19 +122,24 @@ def foreground_mask(
 
 
 class SegmentationForeground:
-    """Foreground from a segmentation model: a transformers model id or any callable.
+    """Foreground from a segmentation model: a transformers model id or folder, or any callable.
 
-    The model is loaded on first use (construction stays offline). With ``model`` a transformers
-    ``image-segmentation`` pipeline runs and the union of all segments whose label is not in
-    ``background_labels`` is the foreground. With ``predictor`` (e.g. a wrapped timm or BiRefNet
-    model) any function image -> float (H, W) foreground probability is thresholded.
+    The model is loaded on first use (construction stays offline). With ``model`` the transformers
+    ``image-segmentation`` pipeline runs it (semantic, instance or panoptic segmentation models,
+    e.g. Segformer, Mask2Former, DETR) and the union of all segments whose label is not in
+    ``background_labels`` is the foreground. With ``predictor`` any function image -> (H, W)
+    foreground score (e.g. a wrapped salient-object network such as the reference's ISNet or
+    BiRefNet) is thresholded, after a min-max normalisation with ``normalize`` (as the reference
+    does with ISNet's output).
 
     Args:
         model: Hub id or local folder of a transformers image-segmentation model.
         predictor: Callable taking the float32 (H, W, 3) image, returning an (H, W) score map.
-        threshold: Scores above this are foreground (predictor only).
+        threshold: Scores above this are foreground (predictor only; the reference: 0.5 after
+            min-max normalisation).
+        normalize: Min-max normalise the predictor's scores before thresholding.
         background_labels: Segment labels treated as background (model only).
-        device: Device for the transformers pipeline ("cpu", "cuda", ...).
+        device: Device of the model: "auto" (a GPU when visible), "cpu", "cuda", ...
     """
 
     def __init__(
@@ -140,12 +148,14 @@ class SegmentationForeground:
         predictor: Callable[[np.ndarray], np.ndarray] | None = None,
         threshold: float = 0.5,
         background_labels: tuple[str, ...] = ("background", "wall", "floor", "table"),
-        device: str = "cpu",
+        device: str = "auto",
+        normalize: bool = False,
     ) -> None:
         if (model is None) == (predictor is None):
             raise ValueError("SegmentationForeground: give exactly one of model= or predictor=")
         self.model, self.predictor, self.threshold = model, predictor, threshold
-        self.background_labels, self.device = background_labels, device
+        self.background_labels, self.device = tuple(background_labels), device
+        self.normalize = normalize
         self._pipe: Any = None
 
     def _model_scores(self, image: np.ndarray) -> np.ndarray:
@@ -154,7 +164,10 @@ class SegmentationForeground:
         if self._pipe is None:
             from transformers import pipeline
 
-            self._pipe = pipeline("image-segmentation", model=self.model, device=self.device)
+            from data_synthesis._diffusers import resolve_device
+
+            device = resolve_device("auto") if self.device == "auto" else self.device
+            self._pipe = pipeline("image-segmentation", model=self.model, device=device)
         pil = Image.fromarray(np.round(image * 255).astype(np.uint8))
         out = np.zeros(image.shape[:2], dtype=np.float32)
         for seg in self._pipe(pil):
@@ -165,8 +178,13 @@ class SegmentationForeground:
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Foreground bool (H, W) mask (never empty) and its record, as compute_foreground."""
         img = as_image(image)
-        scores = self.predictor(img) if self.predictor is not None else self._model_scores(img)
-        scores = np.asarray(scores, dtype=np.float32)
+        if self.predictor is not None:
+            scores = np.asarray(self.predictor(img), dtype=np.float32)
+            if self.normalize:
+                lo, hi = float(scores.min()), float(scores.max())
+                scores = (scores - lo) / (hi - lo) if hi > lo else np.zeros_like(scores)
+        else:
+            scores = self._model_scores(img)
         if scores.shape != img.shape[:2]:
             raise ValueError(
                 f"segmentation model returned shape {scores.shape}, expected {img.shape[:2]}"
