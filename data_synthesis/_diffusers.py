@@ -98,7 +98,7 @@ def load_pipeline(
         ) from exc
     dev = resolve_device(device)
     loader = pipeline_loader(kind, model, pipeline_class)
-    pipe = loader.from_pretrained(model, dtype=resolve_dtype(dtype, dev))
+    pipe = loader.from_pretrained(model, torch_dtype=resolve_dtype(dtype, dev))
     pipe = pipe.to(dev)
     if attention_slicing:
         pipe.enable_attention_slicing()
