@@ -399,7 +399,7 @@ def test_reference_recipe_end_to_end_on_tiny_models(flux: Path, tmp_path: Path) 
     inpaint.update(tiny_run, box_min=400, box_max=600)  # at 64 px: 25-37 px boxes
     filt = config["filter"]["init_args"]
     filt.update(pretrained=False, model_kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
-    filt.update(image_size=64, threshold=0.05)  # a random ViT's distances are small
+    filt.update(image_size=64)
     cfg = tmp_path / "reference_tiny.yaml"
     cfg.write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
