@@ -387,6 +387,78 @@ def test_segmentation_model_places_the_box(tmp_path: Path) -> None:
     assert inverse is not None and ((inverse(img)[0] == ~expected).mean() > 0.99)
 
 
+_SALIENT_CONFIG = """
+from transformers import PretrainedConfig
+
+
+class TinySalientConfig(PretrainedConfig):
+    model_type = "tiny_salient"
+"""
+_SALIENT_MODEL = """
+import torch
+from transformers import PreTrainedModel
+
+from .configuration_tiny_salient import TinySalientConfig
+
+
+class TinySalient(PreTrainedModel):
+    config_class = TinySalientConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.head = torch.nn.Conv2d(3, 1, 1)
+        self.post_init()
+
+    def forward(self, pixel_values):
+        fine = self.head(pixel_values)
+        return [torch.nn.functional.avg_pool2d(fine, 2), fine]  # coarse to fine, as BiRefNet
+"""
+
+
+def _tiny_salient_model(root: Path) -> Path:
+    """A salient-object model with its own code (as BiRefNet): one 1x1 conv, saved offline.
+
+    Its logit is -5 x the normalised red channel, so it calls the bluish object of
+    ``_object_image`` salient and the light background not.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    root.mkdir()
+    (root / "configuration_tiny_salient.py").write_text(_SALIENT_CONFIG)
+    (root / "modeling_tiny_salient.py").write_text(_SALIENT_MODEL)
+    auto = {
+        "AutoConfig": "configuration_tiny_salient.TinySalientConfig",
+        "AutoModelForImageSegmentation": "modeling_tiny_salient.TinySalient",
+    }
+    config = {"model_type": "tiny_salient", "architectures": ["TinySalient"], "auto_map": auto}
+    (root / "config.json").write_text(json.dumps(config))
+    weight = torch.tensor([-5.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    save_file({"head.weight": weight, "head.bias": torch.zeros(1)}, str(root / "model.safetensors"))
+    return root
+
+
+def test_salient_object_model_places_the_box(tmp_path: Path) -> None:
+    img = _object_image(48, 64)
+    obj = np.zeros((48, 64), bool)
+    obj[12:24, 32:48] = True
+    folder = _tiny_salient_model(tmp_path / "salient")
+    opts = {"model": str(folder), "kind": "salient", "input_size": 32, "device": "cpu"}
+    seg = SegmentationForeground(**opts, trust_remote_code=True)
+    mask, info = seg(img)
+    assert info["method"] == "segmentation" and not info["fallback"]
+    assert mask[obj].mean() > 0.9 and mask[~obj].mean() < 0.05
+    # The coarse map (first output) at half resolution, taken as probabilities: other scores.
+    coarse = SegmentationForeground(**opts, trust_remote_code=True, output_index=[0], sigmoid=False)
+    assert (coarse(img)[0] != mask).any()
+    gen = DiffusionInpaintGenerator(model="unused", segmenter={**opts, "trust_remote_code": True})
+    for seed in range(8):
+        plan = gen._plan(img, np.random.default_rng(seed), "apple", None, 0)
+        assert mask[tuple(plan["centre"])] and plan["foreground"]["method"] == "segmentation"
+    with pytest.raises(ValueError, match="kind must be 'segments' or 'salient'"):
+        SegmentationForeground(model=str(folder), kind="boxes")  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_reference_recipe_end_to_end_on_tiny_models(flux: Path, tmp_path: Path) -> None:
     """Every stage of reference.yaml as a user runs it, models and sizes swapped for tiny ones."""
