@@ -9,6 +9,8 @@ Device = Literal["auto", "cpu", "cuda"]
 PipelineKind = Literal["inpaint", "text2img"]
 # Seeds for torch.Generator are drawn below 2**63 so they fit a signed 64-bit integer.
 SEED_HIGH = 2**63 - 1
+# A checkpoint saved as a pipeline whose class name holds one of these already takes a mask.
+MASK_PIPELINE_TAGS = ("Inpaint", "Fill")
 
 
 def resolve_device(device: Device) -> str:
@@ -31,23 +33,72 @@ def resolve_dtype(dtype: DType, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def checkpoint_class(model: str) -> str | None:
+    """The pipeline class a checkpoint was saved as (``_class_name`` of its model_index.json).
+
+    None when the checkpoint has no readable model_index.json (e.g. a single-file checkpoint).
+    """
+    from diffusers import DiffusionPipeline
+
+    try:
+        config = DiffusionPipeline.load_config(model)
+    except (OSError, ValueError):
+        return None
+    name = config.get("_class_name")
+    return name if isinstance(name, str) else None
+
+
+def pipeline_loader(kind: PipelineKind, model: str, pipeline_class: str | None = None) -> Any:
+    """The class whose ``from_pretrained`` loads ``model`` as a ``kind`` pipeline.
+
+    ``pipeline_class`` (a diffusers class name) wins when given. Otherwise, for inpainting, a
+    checkpoint saved as a mask-taking pipeline (``*InpaintPipeline``, ``FluxFillPipeline``) is
+    loaded as that class, and any other checkpoint through ``AutoPipelineForInpainting``, which
+    picks its family's inpainting pipeline: ``FluxPipeline`` (FLUX.1-dev, FLUX.1-Krea-dev) ->
+    ``FluxInpaintPipeline``, ``StableDiffusionXLPipeline`` -> ``StableDiffusionXLInpaintPipeline``.
+    Text-to-image always goes through ``AutoPipelineForText2Image``.
+    """
+    import diffusers
+
+    if pipeline_class is not None:
+        cls = getattr(diffusers, pipeline_class, None)
+        if cls is None or not hasattr(cls, "from_pretrained"):
+            raise ValueError(f"pipeline_class: diffusers has no pipeline class {pipeline_class!r}")
+        return cls
+    if kind == "text2img":
+        return diffusers.AutoPipelineForText2Image
+    name = checkpoint_class(model)
+    if name is not None and any(tag in name for tag in MASK_PIPELINE_TAGS):
+        cls = getattr(diffusers, name, None)
+        if cls is not None:
+            return cls
+    return diffusers.AutoPipelineForInpainting
+
+
 def load_pipeline(
-    kind: PipelineKind, model: str, dtype: DType, device: Device, attention_slicing: bool
+    kind: PipelineKind,
+    model: str,
+    dtype: DType,
+    device: Device,
+    attention_slicing: bool,
+    pipeline_class: str | None = None,
 ) -> Any:
-    """Load an inpainting or text-to-image pipeline by hub id or local folder via AutoPipeline.
+    """Load an inpainting or text-to-image pipeline by hub id or local folder.
+
+    The class is chosen by :func:`pipeline_loader`.
 
     Raises:
         ImportError: If diffusers is not installed (``pip install anomalyvfm[diffusion]``).
     """
     try:
-        from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
+        import diffusers  # noqa: F401
     except ImportError as exc:
         raise ImportError(
             "the diffusion generators need diffusers: pip install 'anomalyvfm[diffusion]'"
         ) from exc
     dev = resolve_device(device)
-    auto = AutoPipelineForInpainting if kind == "inpaint" else AutoPipelineForText2Image
-    pipe = auto.from_pretrained(model, torch_dtype=resolve_dtype(dtype, dev))
+    loader = pipeline_loader(kind, model, pipeline_class)
+    pipe = loader.from_pretrained(model, torch_dtype=resolve_dtype(dtype, dev))
     pipe = pipe.to(dev)
     if attention_slicing:
         pipe.enable_attention_slicing()
@@ -67,6 +118,7 @@ class LazyPipeline:
     dtype: DType
     device: Device
     attention_slicing: bool
+    pipeline_class: str | None = None
     _pipe: Any
 
     @property
@@ -76,7 +128,12 @@ class LazyPipeline:
             if self.model is None:
                 raise ValueError(f"{type(self).__name__} needs `model` or `pipeline`")
             self._pipe = load_pipeline(
-                self.pipeline_kind, self.model, self.dtype, self.device, self.attention_slicing
+                self.pipeline_kind,
+                self.model,
+                self.dtype,
+                self.device,
+                self.attention_slicing,
+                self.pipeline_class,
             )
         return self._pipe
 

@@ -2,13 +2,16 @@
 
 Methods (numpy/scipy only): ``"all"`` (every pixel; textures), ``"threshold"`` (distance to the
 median border colour, Otsu-thresholded) and ``"saliency"`` (spectral residual, Hou & Zhang 2007,
-Otsu-thresholded). :class:`SegmentationForeground` runs a user-given segmentation model instead.
-No method ever returns an empty mask: it falls back to all ones and records ``fallback: True``.
+Otsu-thresholded). They need no model, so ``"threshold"`` is the offline default of the inpainting
+generator; :class:`SegmentationForeground` runs a segmentation model instead (any Hugging Face
+model the transformers ``image-segmentation`` pipeline runs, by id or local folder, or any
+callable), as the reference does with a salient-object segmentation network. No method ever
+returns an empty mask: it falls back to all ones and records ``fallback: True``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -118,43 +121,114 @@ def foreground_mask(
     return compute_foreground(image, method, border)[0]
 
 
-class SegmentationForeground:
-    """Foreground from a segmentation model: a transformers model id or any callable.
+# ImageNet statistics: the input normalisation of most salient-object networks (BiRefNet, ...).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SegmenterKind = Literal["segments", "salient"]
 
-    The model is loaded on first use (construction stays offline). With ``model`` a transformers
-    ``image-segmentation`` pipeline runs and the union of all segments whose label is not in
-    ``background_labels`` is the foreground. With ``predictor`` (e.g. a wrapped timm or BiRefNet
-    model) any function image -> float (H, W) foreground probability is thresholded.
+
+def _score_map(output: Any, index: Sequence[int] | None) -> Any:
+    """The foreground map in a salient-object model's output (a tensor, list or ModelOutput).
+
+    With ``index`` the output is indexed by each entry in turn (``[0, 0]``: first entry of the
+    first entry). Without, lists and tuples (deep supervision, coarse to fine) give their last
+    entry until a tensor is left. A model output gives its ``logits``.
+    """
+    output = getattr(output, "logits", output)
+    if index is not None:
+        for i in index:
+            output = output[i]
+        return output
+    while isinstance(output, (list, tuple)):
+        output = output[-1]
+    return output
+
+
+class SegmentationForeground:
+    """Foreground from a segmentation model: a transformers model id or folder, or any callable.
+
+    The model is loaded on first use (construction stays offline). With ``model`` and ``kind``
+    "segments" the transformers ``image-segmentation`` pipeline runs it (semantic, instance or
+    panoptic segmentation models, e.g. Segformer, Mask2Former, DETR) and the union of all segments
+    whose label is not in ``background_labels`` is the foreground. With ``kind`` "salient" the
+    model is a salient-object network loaded with ``AutoModelForImageSegmentation`` (e.g.
+    BiRefNet, with ``trust_remote_code``): the image, resized to ``input_size`` and normalised
+    with ``mean``/``std``, goes in, the sigmoid of its (last) logit map comes out, resized to the
+    image (``output_index`` picks another map, ``sigmoid: false`` takes it as it is). With
+    ``predictor`` any function image -> (H, W) foreground score is used. Salient and predictor
+    scores are min-max normalised with ``normalize`` (as the reference does with its ISNet's
+    output) and thresholded.
 
     Args:
-        model: Hub id or local folder of a transformers image-segmentation model.
+        model: Hub id or local folder of a transformers segmentation model.
         predictor: Callable taking the float32 (H, W, 3) image, returning an (H, W) score map.
-        threshold: Scores above this are foreground (predictor only).
-        background_labels: Segment labels treated as background (model only).
-        device: Device for the transformers pipeline ("cpu", "cuda", ...).
+        kind: "segments" (image-segmentation pipeline) or "salient" (a salient-object model).
+        threshold: Scores above this are foreground (salient and predictor; the reference: 0.5
+            after min-max normalisation).
+        normalize: Min-max normalise the scores before thresholding (salient and predictor).
+        background_labels: Segment labels treated as background ("segments" only).
+        device: Device of the model: "auto" (a GPU when visible), "cpu", "cuda", ...
+        input_size: Square side the image is resized to for a salient model.
+        mean: Per-channel mean subtracted for a salient model.
+        std: Per-channel standard deviation divided by for a salient model.
+        trust_remote_code: Let transformers run the model's own code (needed by models such as
+            BiRefNet that are not part of transformers).
+        output_index: Indices leading to the foreground map in a salient model's output; None
+            = the last entry of each list level.
+        sigmoid: Apply a sigmoid to a salient model's map (off for models that output
+            probabilities).
     """
 
     def __init__(
         self,
         model: str | None = None,
         predictor: Callable[[np.ndarray], np.ndarray] | None = None,
+        kind: SegmenterKind = "segments",
         threshold: float = 0.5,
+        normalize: bool = False,
         background_labels: tuple[str, ...] = ("background", "wall", "floor", "table"),
-        device: str = "cpu",
+        device: str = "auto",
+        input_size: int = 1024,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        trust_remote_code: bool = False,
+        output_index: Sequence[int] | None = None,
+        sigmoid: bool = True,
     ) -> None:
         if (model is None) == (predictor is None):
             raise ValueError("SegmentationForeground: give exactly one of model= or predictor=")
-        self.model, self.predictor, self.threshold = model, predictor, threshold
-        self.background_labels, self.device = background_labels, device
+        if kind not in ("segments", "salient"):
+            raise ValueError(f"segmenter kind must be 'segments' or 'salient', got {kind!r}")
+        self.model, self.predictor, self.kind, self.threshold = model, predictor, kind, threshold
+        self.background_labels, self.device = tuple(background_labels), device
+        self.normalize, self.input_size, self.trust_remote_code = (
+            normalize,
+            input_size,
+            trust_remote_code,
+        )
+        self.output_index = list(output_index) if output_index is not None else None
+        self.sigmoid = sigmoid
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
         self._pipe: Any = None
 
-    def _model_scores(self, image: np.ndarray) -> np.ndarray:
+    def _device(self) -> str:
+        from data_synthesis._diffusers import resolve_device
+
+        return resolve_device("auto") if self.device == "auto" else self.device
+
+    def _segment_scores(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image
 
         if self._pipe is None:
             from transformers import pipeline
 
-            self._pipe = pipeline("image-segmentation", model=self.model, device=self.device)
+            self._pipe = pipeline(
+                "image-segmentation",
+                model=self.model,
+                device=self._device(),
+                trust_remote_code=self.trust_remote_code,
+            )
         pil = Image.fromarray(np.round(image * 255).astype(np.uint8))
         out = np.zeros(image.shape[:2], dtype=np.float32)
         for seg in self._pipe(pil):
@@ -162,11 +236,42 @@ class SegmentationForeground:
                 out = np.maximum(out, np.asarray(seg["mask"], dtype=np.float32) / 255.0)
         return out
 
+    def _salient_scores(self, image: np.ndarray) -> np.ndarray:
+        import torch
+
+        if self._pipe is None:
+            from transformers import AutoModelForImageSegmentation
+
+            net = AutoModelForImageSegmentation.from_pretrained(
+                str(self.model), trust_remote_code=self.trust_remote_code
+            )
+            self._pipe = net.eval().to(self._device())
+        param = next(self._pipe.parameters())
+        side = (self.input_size, self.input_size)
+        pixels = (resize_image(image, side) - self.mean) / self.std
+        batch = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            logits = _score_map(self._pipe(batch.to(param.device, param.dtype)), self.output_index)
+        prob = logits.float()
+        prob = (torch.sigmoid(prob) if self.sigmoid else prob).reshape(1, 1, *prob.shape[-2:])
+        prob = torch.nn.functional.interpolate(
+            prob, size=image.shape[:2], mode="bilinear", align_corners=False
+        )
+        return np.asarray(prob[0, 0].cpu().numpy(), dtype=np.float32)
+
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Foreground bool (H, W) mask (never empty) and its record, as compute_foreground."""
         img = as_image(image)
-        scores = self.predictor(img) if self.predictor is not None else self._model_scores(img)
-        scores = np.asarray(scores, dtype=np.float32)
+        if self.model is not None and self.kind == "segments":
+            scores = self._segment_scores(img)
+        else:
+            if self.predictor is not None:
+                scores = np.asarray(self.predictor(img), dtype=np.float32)
+            else:
+                scores = self._salient_scores(img)
+            if self.normalize:
+                lo, hi = float(scores.min()), float(scores.max())
+                scores = (scores - lo) / (hi - lo) if hi > lo else np.zeros_like(scores)
         if scores.shape != img.shape[:2]:
             raise ValueError(
                 f"segmentation model returned shape {scores.shape}, expected {img.shape[:2]}"

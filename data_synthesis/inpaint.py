@@ -2,11 +2,15 @@
 
 A box (each side uniform in ``[box_min, box_max]`` px at ``reference_size``, scaled by
 ``sqrt(H * W) / reference_size``) is centred on a random foreground pixel and clipped to the
-image; any diffusers inpainting pipeline fills it from "a close-up photo of a {defect}
+image; a diffusers inpainting pipeline fills it from "a close-up photo of a {defect}
 {object} ... {background} background." (the normal image's own background; textures: "a
-close-up photo of a {defect} {object} texture ..." with no background). Outside the box the
-normal pixels are pasted back by default, so the VAE round trip leaves no image-wide shortcut
-(docs/method.md, section 1.1). diffusers is imported only when the pipeline loads.
+close-up photo of a {defect} {object} texture ..." with no background). For a FLUX text-to-image
+checkpoint (the reference: FLUX.1-Krea-dev) that pipeline is ``FluxInpaintPipeline``: with
+``strength`` 1.0 the box starts from pure noise and the latent outside it is reset to the
+normal image's at every step. Outside the box the normal pixels are restored by default,
+blended into the generated ones over ``feather`` px inside the box edge, so neither the VAE
+round trip nor a hard seam is left as a shortcut (docs/method.md, section 1.1). diffusers is
+imported only when the pipeline loads.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy import ndimage
 
 from data_synthesis._diffusers import (
     SEED_HIGH,
@@ -39,6 +44,7 @@ TEXTURE_DEFECT_TEMPLATE = (
     "Top down view. Centered."
 )
 ForegroundChoice = Literal["auto", "all", "threshold", "saliency"]
+SegmenterSpec = SegmentationForeground | str | dict[str, Any] | None
 
 
 def sample_box(
@@ -60,6 +66,32 @@ def sample_box(
     y0, x0 = max(0, cy - bh // 2), max(0, cx - bw // 2)
     y1, x1 = min(h, cy - bh // 2 + bh), min(w, cx - bw // 2 + bw)
     return [y0, x0, y1, x1], [cy, cx]
+
+
+def blend_weights(mask: np.ndarray, feather: float) -> np.ndarray:
+    """Weight of the generated pixels when the normal ones are restored outside ``mask``.
+
+    0 outside the mask; inside, the Euclidean distance to the nearest outside pixel divided by
+    ``feather + 1``, capped at 1, so the weight rises over the ``feather`` px next to the mask's
+    edge. Edges on the image border are not blended (nothing lies beyond them). ``feather`` 0
+    gives the mask itself: a hard paste.
+    """
+    inside = np.asarray(mask) > 0
+    if feather <= 0 or inside.all() or not inside.any():
+        return inside.astype(np.float32)
+    dist = ndimage.distance_transform_edt(inside)
+    return np.clip(dist / (feather + 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def build_segmenter(spec: SegmenterSpec) -> SegmentationForeground | None:
+    """A segmenter from a model id or folder, a mapping of its options (YAML), or itself."""
+    if spec is None or isinstance(spec, SegmentationForeground):
+        return spec
+    if isinstance(spec, str):
+        return SegmentationForeground(model=spec)
+    if isinstance(spec, dict):
+        return SegmentationForeground(**spec)
+    raise ValueError(f"segmenter: expected a model id, a mapping or None, got {spec!r}")
 
 
 def working_shape(shape: tuple[int, int], resolution: int | None, multiple: int) -> tuple[int, int]:
@@ -86,8 +118,12 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
     calls only up to floating-point differences of batched kernels (about 1e-5 on CPU).
 
     Args:
-        model: Hub id or local folder of any diffusers inpainting pipeline (SD, SDXL, FLUX Fill),
-            loaded with ``AutoPipelineForInpainting`` on first use.
+        model: Hub id or local folder of a diffusers checkpoint, loaded on first use as an
+            inpainting pipeline: a text-to-image checkpoint as its family's inpainting pipeline
+            (FLUX.1-Krea-dev -> ``FluxInpaintPipeline``, SD/SDXL -> their inpainting pipelines),
+            an inpainting or FLUX Fill checkpoint as itself.
+        pipeline_class: diffusers class name to load ``model`` with instead (e.g.
+            ``FluxInpaintPipeline``); None picks it as above.
         pipeline: An already built pipeline (tests, benchmarks); overrides ``model``.
         object_name: Object used by ``__call__``; None draws one from the vocabulary.
         vocabulary: Objects YAML file (see ``data_synthesis/vocab/objects.yaml``); None = bundled.
@@ -95,7 +131,8 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             the bundled ``backgrounds.txt``.
         steps: Denoising steps.
         guidance_scale: Classifier-free guidance; None = the pipeline's default.
-        strength: Noise strength of the masked region; None = the pipeline's default (1.0).
+        strength: Noise strength of the masked region; 1.0 (the reference) starts the box from
+            pure noise; None = the pipeline's default (1.0 for SD, 0.6 for FLUX inpainting).
         dtype: Weights dtype when loading ``model``; "auto" = bf16/fp16 on GPU, fp32 on CPU.
         device: Device when loading ``model``; "auto" = CUDA if available.
         box_min: Smallest box side in px at ``reference_size``.
@@ -108,9 +145,14 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             fields.
         texture_template: Defect prompt of texture objects (``{defect}``, ``{object}``).
         negative_prompt: Passed to the pipeline when set (not every pipeline accepts one).
-        restore_outside: Paste the normal pixels back outside the box.
+        restore_outside: Restore the normal pixels outside the box.
+        feather: Width in px (at ``reference_size``, scaled like the box) of the band inside
+            the box edge over which generated pixels are blended into the restored ones; 0 =
+            hard paste.
         foreground: "auto" ("all" for textures, "threshold" otherwise) or a method name.
-        segmenter: Segmentation model used instead of ``foreground`` for non-texture objects.
+        segmenter: Segmentation model used instead of ``foreground`` for non-texture objects:
+            a :class:`SegmentationForeground`, a transformers model id or folder, or a mapping of
+            its options (``{model: ..., background_labels: [...], device: auto}``).
         attention_slicing: Lower peak memory at some speed cost (only when loading ``model``).
     """
 
@@ -127,7 +169,7 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         backgrounds: str | Path | None = None,
         steps: int = 20,
         guidance_scale: float | None = None,
-        strength: float | None = None,
+        strength: float | None = 1.0,
         dtype: DType = "auto",
         device: Device = "auto",
         box_min: float = 50.0,
@@ -139,9 +181,11 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         texture_template: str = TEXTURE_DEFECT_TEMPLATE,
         negative_prompt: str | None = None,
         restore_outside: bool = True,
+        feather: float = 8.0,
         foreground: ForegroundChoice = "auto",
-        segmenter: SegmentationForeground | None = None,
+        segmenter: SegmenterSpec = None,
         attention_slicing: bool = False,
+        pipeline_class: str | None = None,
     ) -> None:
         if model is None and pipeline is None:
             raise ValueError(
@@ -153,6 +197,10 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
             )
         if steps < 1 or size_multiple < 1 or reference_size < 1:
             raise ValueError("steps, size_multiple and reference_size must be >= 1")
+        if strength is not None and not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1] or null, got {strength}")
+        if feather < 0:
+            raise ValueError(f"feather must be >= 0, got {feather}")
         self.vocab: Vocabulary = load_vocabulary(vocabulary, backgrounds)
         if object_name is not None:
             self.vocab.entry(object_name)
@@ -163,11 +211,9 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         self.resolution, self.size_multiple = resolution, size_multiple
         self.prompt_template, self.texture_template = prompt_template, texture_template
         self.negative_prompt = negative_prompt
-        self.restore_outside, self.foreground, self.segmenter = (
-            restore_outside,
-            foreground,
-            segmenter,
-        )
+        self.restore_outside, self.feather, self.foreground = restore_outside, feather, foreground
+        self.segmenter = build_segmenter(segmenter)
+        self.pipeline_class = pipeline_class
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> Anomaly:
         """Inpaint one defect into ``image`` (see :meth:`generate`)."""
@@ -186,6 +232,8 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
                 return np.ones_like(fg), {"method": "given", "fallback": True}
             return fg, {"method": "given", "fallback": False}
         if self.segmenter is not None and not texture:
+            if self.segmenter.device == "auto":
+                self.segmenter.device = self.device
             return self.segmenter(img)
         method = self.foreground
         if method == "auto":
@@ -330,15 +378,19 @@ class DiffusionInpaintGenerator(LazyPipeline, AnomalyGeneratorBase):
         assert out is not None
         mask = self._box_mask(img.shape[:2], plan["box"])
         gen = np.clip(resize_image(out, img.shape[:2]), 0.0, 1.0).astype(np.float32)
+        feather = self.feather * plan["box_scale"]
         if self.restore_outside:
-            gen = np.where(mask[..., None] > 0, gen, img).astype(np.float32)
+            weight = blend_weights(mask, feather)[..., None]
+            gen = (weight * gen + (1.0 - weight) * img).astype(np.float32)
         params = dict(plan)
         params.update(
             model=self.model,
+            pipeline=type(self.pipeline).__name__,
             steps=self.steps,
             guidance_scale=self.guidance_scale,
             strength=self.strength,
             working_size=list(out.shape[:2]),
             restore_outside=self.restore_outside,
+            feather=feather if self.restore_outside else None,
         )
         return Anomaly(gen, mask, params)

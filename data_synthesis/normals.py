@@ -58,6 +58,8 @@ class NormalImageGenerator(LazyPipeline):
         dtype: Weights dtype when loading ``model``.
         device: Device when loading ``model``.
         attention_slicing: Lower peak memory at some speed cost (only when loading ``model``).
+        pipeline_class: diffusers class name to load ``model`` with (e.g. ``FluxPipeline``);
+            None = ``AutoPipelineForText2Image``.
     """
 
     pipeline_kind = "text2img"
@@ -79,6 +81,7 @@ class NormalImageGenerator(LazyPipeline):
         dtype: DType = "auto",
         device: Device = "auto",
         attention_slicing: bool = False,
+        pipeline_class: str | None = None,
     ) -> None:
         if model is None and pipeline is None:
             raise ValueError("NormalImageGenerator needs model= (hub id or folder) or pipeline=")
@@ -95,6 +98,7 @@ class NormalImageGenerator(LazyPipeline):
         self.guidance_scale, self.negative_prompt = guidance_scale, negative_prompt
         self.prompt_template, self.texture_template = prompt_template, texture_template
         self.dtype, self.device, self.attention_slicing = dtype, device, attention_slicing
+        self.pipeline_class = pipeline_class
 
     def sample_prompt(self, rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
         """Draw object and background uniformly (and a torch seed) and build the prompt.

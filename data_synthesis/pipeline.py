@@ -20,13 +20,15 @@ Config: a plain YAML mapping (``--num``/``--seed``/``--batch-size`` override its
     anomalies:
       generator: {class_path: CutPasteGenerator, init_args: {mask_type: box}}
     filter: {class_path: FeatureDistanceFilter, init_args: {threshold: 0.25}}  # null: keep masks
+    train_ok: kept        # train/ok: normals of kept pairs only (the reference), or all
 
 ``class_path`` is a short name exported by ``data_synthesis`` (or its ``normals``, ``inpaint``
 and ``filter`` modules) or a dotted import path; ``init_args`` are the constructor's arguments.
 Models given ``device: auto`` are placed on the process's own device (so each rank uses its GPU).
 
-Output (the reference layout): ``train/ok/NNNNNN.png`` normals, ``train/bad/NNNNNN.png``
-anomalous images whose mask is not empty, ``ground_truth/bad/NNNNNN.png`` their masks,
+Output (the reference layout): ``train/bad/NNNNNN.png`` anomalous images whose mask is not
+empty, ``ground_truth/bad/NNNNNN.png`` their masks, ``train/ok/NNNNNN.png`` the normals of those
+pairs (``train_ok: all``: every normal), ``candidates/normals/`` every normal and
 ``candidates/{images,masks}/`` the unfiltered anomalies, ``manifest.jsonl`` (one line per item,
 sorted, with each stage's seed, params, files and SHA-256) and ``summary.json`` (counts).
 
@@ -73,9 +75,16 @@ from data_synthesis.manifest import (
     remove_temporaries,
     valid_records,
 )
-from data_synthesis.stages import STAGES, AnomaliesStage, FilterStage, NormalsStage, Stage
+from data_synthesis.stages import (
+    STAGES,
+    TRAIN_OK,
+    AnomaliesStage,
+    FilterStage,
+    NormalsStage,
+    Stage,
+)
 
-_KEYS = {"seed", "num", "batch_size", "num_workers", "normals", "anomalies", "filter"}
+_KEYS = {"seed", "num", "batch_size", "num_workers", "normals", "anomalies", "filter", "train_ok"}
 
 
 def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
@@ -93,12 +102,13 @@ def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
 
 
 def check_config(config: dict[str, Any], where: str = "config") -> dict[str, Any]:
-    """Validate a config dict and fill defaults (seed 0, batch_size 1, num_workers 0)."""
+    """Validate a config dict and fill defaults (seed 0, batch_size 1, num_workers 0, train_ok
+    kept)."""
     unknown = sorted(set(config) - _KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {unknown}; known: {sorted(_KEYS)}")
     cfg: dict[str, Any] = {"seed": 0, "batch_size": 1, "num_workers": 0}
-    cfg.update({"normals": {}, "anomalies": {}, "filter": None})
+    cfg.update({"normals": {}, "anomalies": {}, "filter": None, "train_ok": "kept"})
     cfg.update(config)
     for key, low in (("num", 1), ("seed", 0), ("batch_size", 1), ("num_workers", 0)):
         value = cfg.get(key)
@@ -107,6 +117,10 @@ def check_config(config: dict[str, Any], where: str = "config") -> dict[str, Any
     for key in ("normals", "anomalies"):
         if not isinstance(cfg[key], dict):
             raise ValueError(f"{where}: option {key!r} must be a mapping")
+    if cfg["train_ok"] not in TRAIN_OK:
+        raise ValueError(
+            f"{where}: option 'train_ok' must be one of {list(TRAIN_OK)}, got {cfg['train_ok']!r}"
+        )
     return cfg
 
 
@@ -116,7 +130,8 @@ def stage_configs(cfg: dict[str, Any]) -> dict[str, Any]:
     chain: dict[str, Any] = {"seed": cfg["seed"]}
     for name in STAGES:
         chain = {**chain, name: cfg[name]}
-        out[name] = chain
+        # train_ok decides the filter stage's files only: earlier stages keep their config.
+        out[name] = {**chain, "train_ok": cfg["train_ok"]} if name == "filter" else chain
     return out
 
 
@@ -127,7 +142,7 @@ def build_stage(name: str, cfg: dict[str, Any], out: Path) -> Stage:
             return NormalsStage(out, cfg["seed"], **cfg["normals"])
         if name == "anomalies":
             return AnomaliesStage(out, cfg["seed"], **cfg["anomalies"])
-        return FilterStage(out, cfg["seed"], cfg["filter"])
+        return FilterStage(out, cfg["seed"], cfg["filter"], cfg["train_ok"])
     except TypeError as exc:
         raise ValueError(f"config section {name!r}: {exc}") from exc
 

@@ -37,6 +37,11 @@ _SEARCH_MODULES = (
     "data_synthesis.inpaint",
     "data_synthesis.filter",
 )
+# Which normals end up in train/ok: "kept" (the reference) those of kept pairs only, 1:1 with
+# train/bad; "all" every generated normal, also those whose candidate was dropped.
+TrainOk = Literal["kept", "all"]
+TRAIN_OK: tuple[str, ...] = ("kept", "all")
+NORMALS_DIR = "candidates/normals"
 Item = dict[str, Any]
 Output = dict[str, Any]
 
@@ -134,6 +139,8 @@ class Stage:
 class NormalsStage(Stage):
     """Normal images: copied and resized from ``source_dir`` or rendered by a generator.
 
+    They are written to ``candidates/normals/``; the filter stage copies them to ``train/ok``.
+
     Args:
         out: Output folder. seed: Run seed.
         source_dir: Folder of normal images; item ``i`` uses the ``i mod F``-th of the F files
@@ -199,7 +206,7 @@ class NormalsStage(Stage):
                     _skipped(it["index"], "bad_source", source=it["source"], error=it["error"])
                 )
                 continue
-            path = self.path("train/ok", it["index"])
+            path = self.path(NORMALS_DIR, it["index"])
             outputs.append(
                 {
                     "index": it["index"],
@@ -280,19 +287,33 @@ class AnomaliesStage(Stage):
 class FilterStage(Stage):
     """Final pairs: candidates whose (filtered) mask is not empty, in the reference layout.
 
+    A kept pair's normal goes to ``train/ok``, its anomalous image to ``train/bad`` and its mask
+    to ``ground_truth/bad``, all under the item's index.
+
     Args:
         out: Output folder. seed: Run seed.
         filter: ``{class_path, init_args}`` of an object with ``filter_batch(normals, anomalous,
             boxes)`` returning results with ``mask``, ``kept`` and ``params``
             (FeatureDistanceFilter). None keeps the generator's mask as is (dropping empty ones).
+        train_ok: "kept" (the reference): ``train/ok`` holds the normals of kept pairs only,
+            1:1 with ``train/bad``; "all": also the normals of dropped pairs.
     """
 
     name = "filter"
     upstream = ("normals", "anomalies")
 
-    def __init__(self, out: Path, seed: int, filter: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        seed: int,
+        filter: dict[str, Any] | None = None,
+        train_ok: TrainOk = "kept",
+    ) -> None:
         super().__init__(out, seed)
+        if train_ok not in TRAIN_OK:
+            raise ValueError(f"option 'train_ok' must be one of {list(TRAIN_OK)}, got {train_ok!r}")
         self.filter = instantiate(filter, "filter") if filter else None
+        self.train_ok = train_ok
 
     def load(self, index: int) -> Item:
         candidate = self.inputs["anomalies"][index]
@@ -321,9 +342,12 @@ class FilterStage(Stage):
     def process(self, items: list[Item], device: Any = None) -> list[Output]:
         def emit(it: Item, result: tuple[np.ndarray, bool, dict[str, Any]]) -> Output:
             index, (mask, kept, params) = it["index"], result
+            normal = {"normal": (self.path("train/ok", index), it["normal"])}
             if not kept:
-                return {"index": index, "status": "dropped", "params": params}
+                arrays = normal if self.train_ok == "all" else {}
+                return {"index": index, "status": "dropped", "params": params, "arrays": arrays}
             arrays = {
+                **normal,
                 "image": (self.path("train/bad", index), it["anomalous"]),
                 "mask": (self.path("ground_truth/bad", index), mask),
             }

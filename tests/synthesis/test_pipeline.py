@@ -107,11 +107,16 @@ def test_layout_manifest_and_hashes(reference: Path) -> None:
     assert summary["kept"] + summary["dropped_empty_mask"] == NUM
     assert summary["kept"] >= 6 and summary["dropped_empty_mask"] >= 1
     assert summary["pending"] == {"normals": 0, "anomalies": 0, "filter": 0}
-    ok = sorted(p.name for p in (reference / "train/ok").iterdir())
-    assert ok == [f"{i:06d}.png" for i in range(NUM)]
+    normals = sorted(p.name for p in (reference / "candidates/normals").iterdir())
+    assert normals == [f"{i:06d}.png" for i in range(NUM)]
     bad = sorted(p.name for p in (reference / "train/bad").iterdir())
     assert bad == sorted(p.name for p in (reference / "ground_truth/bad").iterdir())
     assert len(bad) == summary["kept"]
+    # train_ok: kept (the default, as the reference): train/ok holds the kept pairs' normals, 1:1.
+    assert sorted(p.name for p in (reference / "train/ok").iterdir()) == bad
+    for name in bad:
+        copy = reference / "train/ok" / name
+        assert copy.read_bytes() == (reference / "candidates/normals" / name).read_bytes()
 
     lines = [json.loads(s) for s in (reference / "manifest.jsonl").read_text().splitlines()]
     assert [e["index"] for e in lines] == list(range(NUM))
@@ -135,7 +140,7 @@ def test_layout_manifest_and_hashes(reference: Path) -> None:
             assert entry["filter"]["status"] == "dropped"
             assert entry["filter"]["params"]["mask_pixels"] == 0
     # The normal stays the normal: the candidate equals it outside the box.
-    normal = np.asarray(Image.open(reference / "train/ok/000000.png"))
+    normal = np.asarray(Image.open(reference / "candidates/normals/000000.png"))
     cand = np.asarray(Image.open(reference / "candidates/images/000000.png"))
     box = np.asarray(Image.open(reference / "candidates/masks/000000.png")) > 0
     assert (normal[~box] == cand[~box]).all() and (normal[box] != cand[box]).any()
@@ -148,7 +153,8 @@ def test_same_seed_same_bytes_other_seed_differs(
     assert tree(tmp_path / "again") == tree(reference)
     generate(make_config(sources, seed=8), tmp_path / "other", stages=["normals", "anomalies"])
     other = tree(tmp_path / "other")
-    assert other["train/ok/000003.png"] == tree(reference)["train/ok/000003.png"]  # copied
+    copied = "candidates/normals/000003.png"
+    assert other[copied] == tree(reference)[copied]
     assert other["candidates/images/000003.png"] != tree(reference)["candidates/images/000003.png"]
 
 
@@ -165,8 +171,8 @@ def test_resume_after_kill_equals_uninterrupted(
     assert not (out / "manifest.jsonl").exists() and not (out / "train/bad").exists()
     # A recorded file damaged after the crash is detected by its hash and redone; a temporary
     # file of a killed writer is cleaned up.
-    (out / "train/ok/000002.png").write_bytes(b"garbage")
-    (out / "train/ok/.tmp-000005.png.123.abc").write_bytes(b"partial")
+    (out / "candidates/normals/000002.png").write_bytes(b"garbage")
+    (out / "candidates/normals/.tmp-000005.png.123.abc").write_bytes(b"partial")
     generate(make_config(sources), out)
     assert tree(out) == tree(reference)
     # Only the missing work was redone: 12 + 1 normals records, 7 + 5 candidates, 12 filtered.
@@ -192,6 +198,23 @@ def test_two_process_ddp_equals_single_process(
         shards = list((out / "manifest" / stage).glob("*.jsonl"))
         sizes = sorted(len(p.read_text().splitlines()) for p in shards)
         assert len(shards) == 2 and sum(sizes) == NUM and sizes[0] >= 1
+
+
+def test_train_ok_all_keeps_every_normal(reference: Path, sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    summary = generate(make_config(sources, train_ok="all"), out)
+    assert summary is not None and summary["dropped_empty_mask"] >= 1
+    ok = sorted(p.name for p in (out / "train/ok").iterdir())
+    assert ok == [f"{i:06d}.png" for i in range(NUM)]  # dropped pairs' normals too
+    assert len(list((out / "train/bad").iterdir())) == summary["kept"] < NUM
+    same = tree(out)
+    for name, data in tree(reference).items():  # everything else is the default run's bytes
+        if name not in ("manifest.jsonl", "summary.json"):
+            assert same[name] == data, name
+    with pytest.raises(ValueError, match=r"train_ok: recorded 'all', now 'kept'"):
+        generate(make_config(sources), out)
+    with pytest.raises(ValueError, match=r"option 'train_ok' must be one of \['kept', 'all'\]"):
+        generate(make_config(sources, train_ok="half"), tmp_path / "bad")
 
 
 def test_config_mismatch_on_resume_names_the_option(reference: Path, sources: Path) -> None:
@@ -228,7 +251,7 @@ def test_bad_source_image_named_or_skipped(sources: Path, tmp_path: Path, capsys
     assert summary is not None
     assert summary["generated"] == 3 and summary["kept"] == 3 and summary["candidates"] == 3
     assert [b["source"] for b in summary["bad_sources"]] == ["n1.png"]
-    assert not (tmp_path / "b/train/ok/000001.png").exists()
+    assert not (tmp_path / "b/candidates/normals/000001.png").exists()
     lines = (tmp_path / "b/manifest.jsonl").read_text().splitlines()
     assert json.loads(lines[1])["filter"]["status"] == "skipped"
 
@@ -268,6 +291,14 @@ def test_shipped_configs_build_their_stages(sources: Path, tmp_path: Path) -> No
     )
     inpaint = build_stage("anomalies", ref, tmp_path).generator  # type: ignore[attr-defined]
     assert type(inpaint).__name__ == "DiffusionInpaintGenerator"
+    # The reference inpaints with the normals' own model (as FluxInpaintPipeline), from noise.
+    assert (inpaint.model, inpaint.steps, inpaint.guidance_scale, inpaint.strength) == (
+        "black-forest-labs/FLUX.1-Krea-dev",
+        20,
+        4.0,
+        1.0,
+    )
+    assert inpaint.restore_outside and inpaint.feather > 0 and ref["train_ok"] == "kept"
     filt = build_stage("filter", ref, tmp_path).filter  # type: ignore[attr-defined]
     assert (filt.backbone, filt.image_size, filt.threshold) == (
         "vit_large_patch16_dinov3.lvd1689m",
