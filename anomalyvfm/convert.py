@@ -53,6 +53,7 @@ class Family:
         adapter_pattern: regex of an adapter tensor: groups (block, module, tensor name).
         weights_prefix: the backbone weights' prefix as timm's checkpoint filter reads them
             (replacing ``net.``); None when the file's backbone layout is not timm-readable.
+        model_kwargs: timm keyword arguments that make timm's model the released architecture.
         extra_backbone: further backbone options written into the hyper-parameters.
     """
 
@@ -62,6 +63,7 @@ class Family:
     norm: bool
     adapter_pattern: str
     weights_prefix: str | None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
     extra_backbone: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,8 +83,9 @@ FAMILY_SPECS = {
     "clip": Family(
         "vit_large_patch14_clip_quickgelu_336.openai", 672, "cls", False, rf"net\.{_SPLIT}", None
     ),
-    # RADIO v2.5-L (torch.hub NVlabs/RADIO, not in timm); timm's C-RADIO v3 ViT-L has its
-    # architecture and reads RADIO's own checkpoint layout. The head reads 3 summary tokens.
+    # RADIO v2.5-L (torch.hub NVlabs/RADIO, not in timm): timm's C-RADIO v3 ViT-L without its
+    # layer scale (init_values 0) is its architecture, and timm reads RADIO's checkpoint layout
+    # (under "radio_model."). The head reads the first 3 summary tokens.
     "radio": Family(
         "vit_large_patch16_radio_v3.c_radio",
         768,
@@ -90,6 +93,7 @@ FAMILY_SPECS = {
         True,
         rf"net\.model\.{_FUSED}",
         "radio_model.",
+        {"init_values": 0},
         {"summary_tokens": 3},
     ),
 }
@@ -328,7 +332,7 @@ def convert(
         pretrained=False,  # the shapes only: nothing is downloaded
         summary=spec.summary,  # type: ignore[arg-type]
         norm=spec.norm,
-        model_kwargs=dict(model_kwargs or {}),
+        model_kwargs={**spec.model_kwargs, **(model_kwargs or {})},
     )
     task = AnomalyVFM(
         backbone=config,

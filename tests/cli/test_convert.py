@@ -297,3 +297,81 @@ def test_unfitting_files_are_refused_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.pkl").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="broken.pkl: cannot be read as a torch file"):
         convert(tmp_path / "broken.pkl", tmp_path / "x.ckpt")
+
+
+def test_radio_release_converts_and_timm_reads_its_backbone(tmp_path: Path) -> None:
+    """RADIO v2.5 (their torch.hub / radio_local layout): the converter refuses it without
+    --backbone-weights (timm's C-RADIO v3 weights are another model); with it, timm's RADIO
+    architecture reads the released backbone. Evaluating the result needs the backbone option
+    ``summary_tokens`` (3 summary tokens for the head), which this version does not have."""
+    gen = torch.Generator().manual_seed(0)
+    d = ARCH["embed_dim"]
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen) * 0.1
+
+    backbone: dict[str, Tensor] = OrderedDict(
+        [
+            ("net.summary_idxs", torch.tensor([0, 1, 2])),
+            ("net.input_conditioner.norm_mean", torch.rand(3, 1, 1)),
+            ("net.input_conditioner.norm_std", torch.rand(3, 1, 1)),
+            ("net.model.patch_generator.embedder.weight", rand(d, 3 * 16 * 16)),
+            ("net.model.patch_generator.cls_token.token", rand(8, d)),
+            ("net.model.patch_generator.pos_embed", rand(1, 32 * 32, d)),
+        ]
+    )
+    for i in range(ARCH["depth"]):
+        pre = f"net.model.blocks.{i}."
+        for name, shape in (("norm1", (d,)), ("norm2", (d,)), ("mlp.fc1", (4 * d, d))):
+            backbone[f"{pre}{name}.weight"], backbone[f"{pre}{name}.bias"] = (
+                rand(*shape),
+                rand(shape[0]),
+            )
+        backbone[f"{pre}mlp.fc2.weight"], backbone[f"{pre}mlp.fc2.bias"] = rand(d, 4 * d), rand(d)
+        backbone[f"{pre}attn.qkv.layer.weight"] = rand(3 * d, d)
+        backbone[f"{pre}attn.qkv.layer.bias"] = rand(3 * d)
+        backbone[f"{pre}attn.proj.layer.weight"], backbone[f"{pre}attn.proj.layer.bias"] = (
+            rand(d, d),
+            rand(d),
+        )
+        for part in ("q", "v"):
+            backbone[f"{pre}attn.qkv.lora_A_{part}"] = rand(RANK, d)
+            backbone[f"{pre}attn.qkv.lora_B_{part}"] = rand(d, RANK)
+            backbone[f"{pre}attn.qkv.mag_{part}"] = torch.rand(d)
+        for name, shape in (("lora_A", (RANK, d)), ("lora_B", (d, RANK)), ("magnitude", (d,))):
+            backbone[f"{pre}attn.proj.{name}"] = rand(*shape)
+    saved = _their_file(tmp_path / "dinov2.pkl")  # its decoder fits the same width
+    predictor = {"lin.weight": rand(1, 3 * d), "lin.bias": rand(1)}  # 3 summary tokens
+    torch.save(
+        {
+            "model_state_dict": backbone,
+            "decoder_state_dict": saved["decoder_state_dict"],
+            "predictor_state_dict": predictor,
+        },
+        tmp_path / "radio.pkl",
+    )
+    options: dict = {"timm_name": "vit_large_patch16_radio_v3", "model_kwargs": ARCH}
+    with pytest.raises(ValueError, match="radio: the released model's backbone is RADIO v2.5-L"):
+        convert(tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, **options)
+    weights = tmp_path / "radio_backbone.pth"
+    ckpt = convert(
+        tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, weights_out=weights, **options
+    )
+    hp = ckpt["hyper_parameters"]["backbone"]
+    assert hp["summary_tokens"] == 3 and hp["model_kwargs"] == {**ARCH, "init_values": 0}
+    assert torch.equal(ckpt["state_dict"]["model.image_head.weight"], predictor["lin.weight"])
+    vit = timm.create_model(
+        "vit_large_patch16_radio_v3",
+        pretrained=True,
+        img_size=64,
+        pretrained_cfg_overlay={"file": str(weights)},
+        **hp["model_kwargs"],
+    )
+    state = vit.state_dict()
+    tokens = backbone["net.model.patch_generator.cls_token.token"]
+    assert torch.equal(state["cls_token"][0], tokens[:1]) and torch.equal(
+        state["reg_token"][0], tokens[1:]
+    )
+    assert torch.equal(
+        state["blocks.1.attn.qkv.weight"], backbone["net.model.blocks.1.attn.qkv.layer.weight"]
+    )
