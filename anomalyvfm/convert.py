@@ -312,10 +312,9 @@ def convert(
 
     released = read_released(source)
     path = released.path
-    found = infer_family(released)
-    family = backbone or found
-    if backbone is not None and found != backbone:
-        raise _fail(path, f"holds a {found} model, not {backbone}: drop --backbone or fix it")
+    family = infer_family(released)
+    if backbone is not None and family != backbone:
+        raise _fail(path, f"holds a {family} model, not {backbone}: drop --backbone or fix it")
     spec = _family_spec(family, path)
     if family == "radio" and weights_out is None:
         raise _fail(
@@ -341,7 +340,7 @@ def convert(
         image_size=size,
     )
     # The frozen backbone's source in the written options: timm's pretrained weights, or the
-    # released file's own backbone written next to the checkpoint.
+    # released file's own backbone, written to ``weights_out``.
     if weights_out is not None:
         weights = backbone_weights(released, spec, family)
         config.checkpoint_path = str(Path(weights_out).expanduser().resolve())
