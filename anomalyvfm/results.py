@@ -28,6 +28,8 @@ class EvalSource(Protocol):
 
     image_size: int
     eval_resize: str
+    eval_mask_resize: str
+    eval_mask_threshold: float
 
     @property
     def eval_resolution(self) -> int | Literal["original"]: ...
@@ -43,34 +45,49 @@ class EvalProtocol:
         resolution: side of the square masks the pixel metrics use, or ``"original"``.
         image_size: model input size.
         resize: ``squash`` or ``center_crop`` of evaluation images.
+        mask_resize: how masks were resized: ``nearest`` or ``bilinear_antialias``.
+        mask_threshold: the cut of ``bilinear_antialias`` (not recorded for ``nearest``).
         mean_filter_size: k of the k x k mean filter on anomaly maps.
         mean_filter_padding: ``replicate`` or ``zeros``.
         image_score: ``head``, ``map_max`` or ``mean``.
         metric_mode: ``exact``, ``reference_binned`` or ``threshold_loop``.
         fpr_limit: integration limit of AUPRO.
+        eval_autocast: ``fp16`` when the evaluation forward ran under fp16 autocast,
+            ``fp16 unavailable on <device>`` when it was asked for on another device (not
+            recorded when not asked for: the trainer's precision applies).
     """
 
     resolution: int | str | None = None
     image_size: int | None = None
     resize: str | None = None
+    mask_resize: str | None = None
+    mask_threshold: float | None = None
     mean_filter_size: int | None = None
     mean_filter_padding: str | None = None
     image_score: str | None = None
     metric_mode: str | None = None
     fpr_limit: float | None = None
+    eval_autocast: str | None = None
 
     @classmethod
-    def build(cls, source: EvalSource, hparams: Mapping[str, Any]) -> EvalProtocol:
-        """The protocol of an evaluation of ``source`` by a model with ``hparams``."""
+    def build(
+        cls, source: EvalSource, hparams: Mapping[str, Any], eval_autocast: str | None = None
+    ) -> EvalProtocol:
+        """The protocol of an evaluation of ``source`` by a model with ``hparams``, whose
+        evaluation forward ran under ``eval_autocast`` (None: the trainer's precision)."""
+        bilinear = source.eval_mask_resize == "bilinear_antialias"
         return cls(
             resolution=source.eval_resolution,
             image_size=source.image_size,
             resize=source.eval_resize,
+            mask_resize=source.eval_mask_resize,
+            mask_threshold=source.eval_mask_threshold if bilinear else None,
             mean_filter_size=hparams["mean_filter_size"],
             mean_filter_padding=hparams["mean_filter_padding"],
             image_score=hparams["image_score"],
             metric_mode=hparams["metric_mode"],
             fpr_limit=hparams["fpr_limit"],
+            eval_autocast=eval_autocast,
         )
 
     @classmethod

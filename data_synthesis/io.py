@@ -21,12 +21,14 @@ every evaluation dataset. The rules, decided once:
   float32. Resizing happens before the float conversion (:func:`image_to_float`), so a file
   gives the same pixels whichever part of the package loads it at a given size.
 * **Masks** keep their own rules: :func:`read_mask` (any non-zero channel is anomalous) and
-  :func:`resize_mask` (nearest neighbour).
+  :func:`resize_mask` (nearest neighbour; the reference evaluation's antialiased bilinear
+  resize cut at 0.5 on request).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -193,17 +195,44 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A (H, W) mask (values above 0.5 inside) resized to ``size`` by nearest neighbour, boolean.
+MaskResize = Literal["nearest", "bilinear_antialias"]
+
+
+def resize_mask(
+    mask: np.ndarray,
+    size: tuple[int, int],
+    method: MaskResize = "nearest",
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """A (H, W) mask (values above 0.5 inside) resized to ``size``, boolean.
+
+    ``nearest`` (the default everywhere) gives each output pixel the source pixel at its
+    centre: a defect thinner than the scale factor is kept or lost depending on where it lies.
+    ``bilinear_antialias`` is the AnomalyVFM
+    reference code's evaluation rule: the 0/1 mask shrunk with an antialiased bilinear filter
+    (torch's, as the reference's ``torchvision`` resize on tensors), then values above
+    ``threshold`` are inside. Defects narrower than about one output pixel's footprint average
+    below 0.5 and vanish.
 
     Args:
         mask: (H, W) array, boolean or numeric.
         size: Target (height, width).
+        method: ``nearest`` or ``bilinear_antialias``.
+        threshold: the bilinear rule's cut (exclusive); unused by ``nearest``.
     """
     height, width = size
     inside = np.asarray(mask) > 0.5
     if inside.shape == (height, width):
         return inside
+    if method == "bilinear_antialias":
+        import torch
+        from torch.nn import functional as F
+
+        source = torch.from_numpy(inside.astype(np.float32))[None, None]
+        shrunk = F.interpolate(
+            source, (height, width), mode="bilinear", align_corners=False, antialias=True
+        )
+        return shrunk[0, 0].numpy() > threshold
     pil = Image.fromarray(inside.astype(np.uint8) * 255)
     return np.asarray(pil.resize((width, height), Image.Resampling.NEAREST)) > 127
 

@@ -5,7 +5,8 @@ square, aspect ratio not kept) and ``center_crop`` (the shorter side resized to 
 the central square cut out: the protocol of many full-shot benchmarks). Masks always go through
 the same geometry as their image, so an anomaly map of the model input lines up with its mask.
 Images are resized by the package's one rule (:mod:`data_synthesis.io`), the one training and
-synthesis use; masks by nearest neighbour.
+synthesis use; masks by nearest neighbour, or by the reference evaluation's antialiased
+bilinear resize cut at a threshold (:func:`data_synthesis.io.resize_mask`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data_synthesis.io import image_to_float, resize_image, resize_mask
+from data_synthesis.io import MaskResize, image_to_float, resize_image, resize_mask
 
 Resize = Literal["squash", "center_crop"]
 
@@ -47,12 +48,23 @@ def image_to_tensor(image: np.ndarray, size: int | None, resize: Resize = "squas
     return torch.from_numpy(np.ascontiguousarray(image_to_float(image).transpose(2, 0, 1)))
 
 
-def mask_to_tensor(mask: np.ndarray, size: int | None, resize: Resize = "squash") -> Tensor:
-    """(H, W) {0, 1} array -> (size, size) float tensor, nearest-neighbour resized.
+def mask_to_tensor(
+    mask: np.ndarray,
+    size: int | None,
+    resize: Resize = "squash",
+    method: MaskResize = "nearest",
+    threshold: float = 0.5,
+) -> Tensor:
+    """(H, W) {0, 1} array -> (size, size) float tensor of {0, 1}.
 
-    ``size=None`` keeps the mask's own resolution (after the ``center_crop``, if chosen).
+    ``method`` and ``threshold`` choose how the mask is resized (see
+    :func:`data_synthesis.io.resize_mask`); ``size=None`` keeps the mask's own resolution
+    (after the ``center_crop``, if chosen).
     """
     if resize == "center_crop":
         mask = _crop_center(mask)
-    inside = resize_mask(mask, (size, size)) if size is not None else np.asarray(mask) > 0.5
+    if size is None:
+        inside = np.asarray(mask) > 0.5
+    else:
+        inside = resize_mask(mask, (size, size), method, threshold)
     return torch.from_numpy(np.ascontiguousarray(inside).astype(np.float32))

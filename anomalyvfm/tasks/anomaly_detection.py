@@ -20,6 +20,7 @@ from anomalyvfm import options
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
+from anomalyvfm.errors import notice
 from anomalyvfm.losses import AnomalyVFMLoss, LossConfig, LossOutput
 from anomalyvfm.metrics.compat import MetricMode
 from anomalyvfm.metrics.evaluator import AnomalyEvaluator, MetricName
@@ -100,6 +101,10 @@ class AnomalyVFM(pl.LightningModule):
         compile_eval: compile for ``test``/``validate``/``predict`` runs too. Off by default:
             compiling a ViT-L takes tens of seconds, more than it saves on a benchmark-sized
             test set (1,725 MVTec AD images are seconds of eager bf16 inference).
+        eval_autocast: numerics of the ``validate``/``test`` forward: ``trainer`` (the trainer's
+            precision, e.g. the recipe's bf16 autocast) or ``fp16`` (float16 autocast, as the
+            reference code's test runs). ``fp16`` acts on CUDA only; on another device it is
+            a no-op with a notice. Recorded with every result.
     """
 
     def __init__(
@@ -124,11 +129,13 @@ class AnomalyVFM(pl.LightningModule):
         compile: Literal["never", "cuda", "always"] = "never",
         compile_mode: CompileMode = "default",
         compile_eval: bool = False,
+        eval_autocast: Literal["trainer", "fp16"] = "trainer",
     ) -> None:
         super().__init__()
         _check_task_options(
             lr, weight_decay, betas, lr_schedule, warmup_steps, fpr_limit, image_size, compile
         )
+        options.one_of("model.eval_autocast", eval_autocast, ("trainer", "fp16"))
         self.backbone_config = _as_config(BackboneConfig, backbone)
         self.adapter_config = _as_config(AdapterConfig, adapter)
         self.decoder_config = _as_config(DecoderConfig, decoder)
@@ -157,6 +164,8 @@ class AnomalyVFM(pl.LightningModule):
         self._computed = False
         self._empty_mask_example: dict[str, str] = {}
         self._empty_mask_warned: set[str] = set()
+        # The dtype of the evaluation forward's autocast (None: the trainer's precision).
+        self._eval_dtype: torch.dtype | None = None
 
     def configure_models(self) -> None:
         """Builds the pure-torch model."""
@@ -195,7 +204,23 @@ class AnomalyVFM(pl.LightningModule):
                 metrics=self.hparams["eval_metrics"],
                 compute_on_cpu=self.hparams["metrics_on_cpu"],
             )
-        self.protocol = EvalProtocol.build(datamodule, self.hparams)
+        self.protocol = EvalProtocol.build(datamodule, self.hparams, self._eval_autocast())
+
+    def _eval_autocast(self) -> str | None:
+        """Sets the evaluation forward's autocast from ``eval_autocast`` and the device; returns
+        what the protocol records (None when the trainer's precision applies)."""
+        self._eval_dtype = None
+        if self.hparams.get("eval_autocast", "trainer") != "fp16":
+            return None
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        if device.type == "cuda":
+            self._eval_dtype = torch.float16
+            return "fp16"
+        notice(
+            f"model.eval_autocast=fp16 has no effect on {device.type}: fp16 autocast needs "
+            "CUDA; evaluating at the trainer's precision"
+        )
+        return f"fp16 unavailable on {device.type}"
 
     def setup(self, stage: str) -> None:
         self.configure_metrics(stage)
@@ -262,7 +287,11 @@ class AnomalyVFM(pl.LightningModule):
             ``pred_score`` (B,) and ``anomaly_map`` (B, S, S) at the model input size, for
             callbacks (``on_test_batch_end``'s ``outputs``).
         """
-        out = self.model(batch["image"])
+        if self._eval_dtype is not None:
+            with torch.autocast("cuda", dtype=self._eval_dtype):
+                out = self.model(batch["image"])
+        else:
+            out = self.model(batch["image"])
         low = self.model.postprocess(out, out.anomaly_logits.shape[-2:])
         maps, masks = _maps_at_mask_sizes(low.anomaly_map, batch)
         name = batch["dataset"][0]

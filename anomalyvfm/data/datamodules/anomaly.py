@@ -21,6 +21,7 @@ from anomalyvfm.data.datasets.synthetic import (
 from anomalyvfm.data.evaluation import ShardedEvalSampler, collate_eval, distributed_world
 from anomalyvfm.data.transforms import Resize
 from data_synthesis.base import AnomalyGeneratorBase
+from data_synthesis.io import MaskResize
 from data_synthesis.layout import CheckMode
 
 EvalMaskSize = int | Literal["input", "original"] | None
@@ -74,6 +75,12 @@ class AnomalyDataModule(pl.LightningDataModule):
             result.
         eval_resize: geometry of evaluation images and masks: ``squash`` (the method's: resize
             the whole image, no crop) or ``center_crop`` (central square, then resize).
+        eval_mask_resize: how evaluation masks reach ``eval_mask_size``: ``nearest`` (each
+            pixel takes the mask value at its centre) or ``bilinear_antialias`` (the reference
+            code's: an antialiased bilinear shrink of the 0/1 mask, then values above
+            ``eval_mask_threshold`` are anomalous; defects about one output pixel wide or
+            smaller vanish). Recorded with every result.
+        eval_mask_threshold: the cut of ``bilinear_antialias`` (0.5, exclusive), in (0, 1).
         val_datasets: evaluated during fit (often empty: the recipe keeps the last checkpoint).
         test_datasets: evaluated by ``test``; also used by ``predict``.
         train_length: virtual epoch length of the online set and of a mix (a single on-disk
@@ -101,6 +108,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         num_workers: int | Literal["auto"] = 4,
         eval_mask_size: EvalMaskSize = 256,
         eval_resize: Resize = "squash",
+        eval_mask_resize: MaskResize = "nearest",
+        eval_mask_threshold: float = 0.5,
         val_datasets: Sequence[EvalDataset] = (),
         test_datasets: Sequence[EvalDataset] = (),
         train_length: int = 100_000,
@@ -139,6 +148,16 @@ class AnomalyDataModule(pl.LightningDataModule):
             )
         self.eval_mask_size = eval_mask_size
         self.eval_resize: Resize = _choice(eval_resize, Resize, "eval_resize")
+        self.eval_mask_resize: MaskResize = _choice(
+            eval_mask_resize, MaskResize, "eval_mask_resize"
+        )
+        if isinstance(eval_mask_threshold, bool) or not (
+            isinstance(eval_mask_threshold, (int, float)) and 0.0 < eval_mask_threshold < 1.0
+        ):
+            raise ValueError(
+                f"data.eval_mask_threshold must be in (0, 1); got {eval_mask_threshold!r}"
+            )
+        self.eval_mask_threshold = float(eval_mask_threshold)
         self.train_length = _positive(train_length, "train_length")
         self.val_datasets = _unique_names(val_datasets, "val_datasets")
         self.test_datasets = _unique_names(test_datasets, "test_datasets")
@@ -147,6 +166,8 @@ class AnomalyDataModule(pl.LightningDataModule):
             ds.image_size = image_size
             ds.mask_size = "original" if eval_mask_size == "original" else self.eval_resolution
             ds.resize = eval_resize
+            ds.mask_resize = self.eval_mask_resize
+            ds.mask_resize_threshold = self.eval_mask_threshold
         self.train_dataset: Dataset[Sample] | None = None
         self.train_sampler: EpochSampler | None = None
         self._resume: dict[str, Any] | None = None

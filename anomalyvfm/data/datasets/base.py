@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import Resize, image_to_tensor, mask_to_tensor
-from data_synthesis.io import decode_image, image_to_float, read_mask
+from data_synthesis.io import MaskResize, decode_image, image_to_float, read_mask
 
 # Threads that read file headers at the start-up check (file systems with high latency gain).
 _CHECK_THREADS = 8
@@ -36,8 +36,10 @@ class EvalDataset(Dataset[Sample]):
 
     The datamodule sets ``image_size`` (model input), ``mask_size`` (the evaluation resolution
     of masks: a square size, ``"original"`` for each mask's own size, None for ``image_size``)
-    and ``resize`` (``squash`` or ``center_crop``, applied to image and mask alike) before use,
-    and calls :meth:`check_files` before the first evaluation.
+    ``resize`` (``squash`` or ``center_crop``, applied to image and mask alike), and
+    ``mask_resize``/``mask_resize_threshold`` (how masks are resized, see
+    :func:`data_synthesis.io.resize_mask`) before use, and calls :meth:`check_files` before the
+    first evaluation.
 
     Masks are read by :func:`data_synthesis.io.read_mask`: a pixel is anomalous where any of its
     channels is non-zero, whatever the file's encoding; ``mask_threshold`` is for soft masks.
@@ -74,6 +76,8 @@ class EvalDataset(Dataset[Sample]):
         self.image_size: int | None = None
         self.mask_size: int | Literal["original"] | None = None
         self.resize: Resize = "squash"
+        self.mask_resize: MaskResize = "nearest"
+        self.mask_resize_threshold = 0.5
 
     @property
     def categories(self) -> list[str]:
@@ -113,7 +117,13 @@ class EvalDataset(Dataset[Sample]):
         empty = rec.label == 1 and self.pixel_labels and not mask.any()
         return Sample(
             image=image_to_tensor(image, self.image_size, self.resize),
-            mask=mask_to_tensor(mask, self._mask_target(), self.resize),
+            mask=mask_to_tensor(
+                mask,
+                self._mask_target(),
+                self.resize,
+                self.mask_resize,
+                self.mask_resize_threshold,
+            ),
             label=torch.tensor(rec.label, dtype=torch.long),
             path=str(rec.image_path),
             dataset=self.name,

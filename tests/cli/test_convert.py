@@ -1,0 +1,377 @@
+"""``python -m anomalyvfm.convert`` on a model written in the authors' release format.
+
+The released model is built here the way their code saves one: a DINOv2 backbone wrapper
+(``net.`` + the torch.hub DINOv2's tensor names, whose blocks' ``attn.qkv`` and ``attn.proj``
+are wrapped by their DoRA modules: the original linear under ``layer.``, ``lora_A_q``,
+``lora_B_q``, ``lora_A_v``, ``lora_B_v``, ``mag_q``, ``mag_v`` on qkv and ``lora_A``,
+``lora_B``, ``magnitude`` on proj), their ``SimpleDecoder`` (``bot.conv1``, ``bot.bn1``, ...,
+``blocks.0.*``, ``final``, ``final_conf``) and ``SimplePredictor`` (``lin``), in the dict their
+``train.py`` saves. Tiny sizes of the real architecture, random weights. The converted model's
+outputs are checked against a forward written here from those tensors with their formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from anomalyvfm.convert import convert
+from anomalyvfm.tasks import AnomalyVFM
+from tests.helpers import TINY, child_env
+
+ARCH = {"depth": 2, "embed_dim": 64, "num_heads": 2}  # their GroupNorm(32, .) needs 64 wide
+SIZE, RANK, SCALE = 56, 4, 1.0 / 4  # their alpha is 1: scale alpha / rank
+
+
+def _backbone_tensors(gen: torch.Generator) -> dict[str, Tensor]:
+    """Tensors of a tiny hub-style DINOv2 (the hub model and timm's share these names; the hub
+    model also has a mask_token), with random values in place of pretrained ones."""
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=SIZE, **ARCH)
+    state = {k: torch.randn(v.shape, generator=gen) * 0.2 for k, v in model.state_dict().items()}
+    state["mask_token"] = torch.zeros(1, ARCH["embed_dim"])
+    return state
+
+
+def _their_file(path: Path, seed: int = 0) -> dict[str, dict[str, Tensor]]:
+    """Writes the released .pkl (train.py's layout) and returns its three state dicts."""
+    gen = torch.Generator().manual_seed(seed)
+    d = ARCH["embed_dim"]
+    backbone: dict[str, Tensor] = OrderedDict()
+    for key, value in _backbone_tensors(gen).items():
+        wrapped = key.rsplit(".", 1)[0].endswith(("attn.qkv", "attn.proj"))
+        if wrapped:
+            module, leaf = key.rsplit(".", 1)
+            key = f"{module}.layer.{leaf}"
+        backbone[f"net.{key}"] = value
+    for i in range(ARCH["depth"]):
+        qkv, proj = f"net.blocks.{i}.attn.qkv", f"net.blocks.{i}.attn.proj"
+        for part in ("q", "v"):
+            backbone[f"{qkv}.lora_A_{part}"] = torch.randn(RANK, d, generator=gen) * 0.3
+            backbone[f"{qkv}.lora_B_{part}"] = torch.randn(d, RANK, generator=gen) * 0.3
+            backbone[f"{qkv}.mag_{part}"] = torch.rand(d, generator=gen) + 0.5
+        backbone[f"{proj}.lora_A"] = torch.randn(RANK, d, generator=gen) * 0.3
+        backbone[f"{proj}.lora_B"] = torch.randn(d, RANK, generator=gen) * 0.3
+        backbone[f"{proj}.magnitude"] = torch.rand(d, generator=gen) + 0.5
+
+    def conv(c_out: int, c_in: int, k: int) -> list[Tensor]:
+        return [torch.randn(c_out, c_in, k, k, generator=gen) * 0.1, torch.randn(c_out) * 0.1]
+
+    def norm(c: int) -> list[Tensor]:
+        return [torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1]
+
+    decoder: dict[str, Tensor] = OrderedDict()
+    layers = {
+        "bot.conv1": conv(d, d, 3),
+        "bot.bn1": norm(d),
+        "bot.conv2": conv(d, d, 3),
+        "bot.bn2": norm(d),
+        "blocks.0.conv1": conv(d // 2, d, 3),
+        "blocks.0.bn1": norm(d // 2),
+        "blocks.0.conv2": conv(d // 2, d // 2, 3),
+        "blocks.0.bn2": norm(d // 2),
+        "final": conv(1, d // 2, 1),
+        "final_conf": conv(1, d // 2, 1),
+    }
+    for name, (weight, bias) in layers.items():
+        decoder[f"{name}.weight"], decoder[f"{name}.bias"] = weight, bias
+    predictor = OrderedDict(
+        [("lin.weight", torch.randn(1, d, generator=gen)), ("lin.bias", torch.randn(1))]
+    )
+    saved = {
+        "model_state_dict": backbone,
+        "decoder_state_dict": decoder,
+        "predictor_state_dict": predictor,
+    }
+    torch.save(saved, path)
+    return saved
+
+
+def _dora(weight: Tensor, a: Tensor, b: Tensor, magnitude: Tensor) -> Tensor:
+    """Their DoRA weight: magnitude x the row-normalised (W + scale B A)."""
+    adapted = weight + (b @ a) * SCALE
+    return magnitude[:, None] * adapted / (adapted.norm(dim=1, keepdim=True) + 1e-8)
+
+
+def _their_forward(saved: dict[str, dict[str, Tensor]], images: Tensor) -> tuple[Tensor, Tensor]:
+    """Anomaly logits and image logits as their modules compute them, from the saved tensors."""
+    bb = saved["model_state_dict"]
+    plain = {k[len("net.") :].replace(".layer.", "."): v for k, v in bb.items()}
+    plain = {k: v for k, v in plain.items() if "lora" not in k and "mag" not in k}
+    plain.pop("mask_token")
+    for i in range(ARCH["depth"]):
+        qkv, proj = f"blocks.{i}.attn.qkv", f"blocks.{i}.attn.proj"
+        w_q, w_k, w_v = plain[f"{qkv}.weight"].chunk(3)
+        q = _dora(w_q, bb[f"net.{qkv}.lora_A_q"], bb[f"net.{qkv}.lora_B_q"], bb[f"net.{qkv}.mag_q"])
+        v = _dora(w_v, bb[f"net.{qkv}.lora_A_v"], bb[f"net.{qkv}.lora_B_v"], bb[f"net.{qkv}.mag_v"])
+        plain[f"{qkv}.weight"] = torch.cat([q, w_k, v])
+        plain[f"{proj}.weight"] = _dora(
+            plain[f"{proj}.weight"],
+            bb[f"net.{proj}.lora_A"],
+            bb[f"net.{proj}.lora_B"],
+            bb[f"net.{proj}.magnitude"],
+        )
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=SIZE, **ARCH)
+    vit.load_state_dict(plain)
+    vit.eval()
+    cfg = vit.pretrained_cfg
+    mean, std = torch.tensor(cfg["mean"])[:, None, None], torch.tensor(cfg["std"])[:, None, None]
+    with torch.no_grad():
+        tokens = vit.forward_features((images - mean) / std)  # final norm applied
+        summary, patches = tokens[:, 0], tokens[:, 1:]
+        grid = SIZE // 14
+        x = patches.permute(0, 2, 1).reshape(len(images), -1, grid, grid)
+        dec = saved["decoder_state_dict"]
+
+        def block(x: Tensor, conv: str, norm: str) -> Tensor:
+            x = F.conv2d(x, dec[f"{conv}.weight"], dec[f"{conv}.bias"], padding=1)
+            return F.relu(F.group_norm(x, 32, dec[f"{norm}.weight"], dec[f"{norm}.bias"]))
+
+        x = block(block(x, "bot.conv1", "bot.bn1"), "bot.conv2", "bot.bn2")
+        x = F.interpolate(x, scale_factor=2)
+        x = block(block(x, "blocks.0.conv1", "blocks.0.bn1"), "blocks.0.conv2", "blocks.0.bn2")
+        mask = F.conv2d(x, dec["final.weight"], dec["final.bias"])
+        pred = saved["predictor_state_dict"]
+        score = F.linear(summary, pred["lin.weight"], pred["lin.bias"])
+    return mask, score[:, 0]
+
+
+def _converter(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "anomalyvfm.convert", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(tmp_path, offline=True),
+        timeout=300,
+    )
+
+
+def _tiny_args(tmp_path: Path) -> list[str]:
+    return [
+        "--timm-name=vit_small_patch14_dinov2",
+        f"--model-kwargs={json.dumps(ARCH)}",
+        f"--image-size={SIZE}",
+        f"--backbone-weights={tmp_path / 'backbone.pth'}",
+    ]
+
+
+@pytest.mark.slow  # about 30 s: the converter and a tiny test run as subprocesses
+def test_released_model_converts_evaluates_and_computes_their_outputs(
+    tmp_path: Path, mvtec_root: Path
+) -> None:
+    saved = _their_file(tmp_path / "model.pkl")
+    out = tmp_path / "converted.ckpt"
+    proc = _converter(tmp_path, str(tmp_path / "model.pkl"), str(out), *_tiny_args(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"wrote {out}" in proc.stdout and "dora rank 4" in proc.stdout
+
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["_class_path"] == "anomalyvfm.tasks.AnomalyVFM"
+    assert hp["backbone"]["checkpoint_path"] == str((tmp_path / "backbone.pth").resolve())
+    assert hp["backbone"]["summary"] == "cls" and hp["backbone"]["norm"] is True
+    assert hp["adapter"] == {**hp["adapter"], "type": "dora", "rank": RANK, "alpha": 1.0}
+    # Only the trained weights, as fit writes them: no frozen backbone tensor.
+    state = ckpt["state_dict"]
+    assert all(".lora_" in k or ".magnitude." in k for k in state if ".backbone." in k)
+    dec = saved["decoder_state_dict"]
+    assert torch.equal(state["model.decoder.bottleneck.3.weight"], dec["bot.conv2.weight"])
+    assert torch.equal(state["model.decoder.up_blocks.0.5.bias"], dec["blocks.0.bn2.bias"])
+    assert torch.equal(state["model.decoder.anomaly_head.weight"], dec["final.weight"])
+    assert torch.equal(state["model.decoder.confidence_head.bias"], dec["final_conf.bias"])
+    assert torch.equal(
+        state["model.image_head.weight"], saved["predictor_state_dict"]["lin.weight"]
+    )
+    assert torch.equal(
+        state["model.backbone.model.blocks.1.attn.qkv.lora_B.1"],
+        saved["model_state_dict"]["net.blocks.1.attn.qkv.lora_B_v"],
+    )
+
+    # The model `test` builds from it computes what their modules compute.
+    task = AnomalyVFM(**{k: v for k, v in hp.items() if not k.startswith("_")})
+    missing, unexpected = task.load_state_dict(state, strict=False)
+    assert not unexpected and all(k not in state for k in missing)
+    task.eval()
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ours = task.model(images)
+    mask, score = _their_forward(saved, images)
+    assert torch.allclose(ours.anomaly_logits, mask, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(ours.image_logits, score, atol=1e-4, rtol=1e-4)
+
+    results = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anomalyvfm",
+            "test",
+            f"--config={TINY}",
+            f"--model.init_args.backbone.model_kwargs={json.dumps(ARCH)}",
+            f"--ckpt_path={out}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.callbacks+=ResultsWriter",
+            f"--trainer.callbacks.path={results}",
+            "--data.test_datasets+=MVTecAD",
+            f"--data.test_datasets.root={mvtec_root}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(tmp_path, offline=True),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no --ckpt_path given" not in proc.stderr
+    means = json.loads(results.read_text())["mean"]
+    assert 0.0 <= means["image_AUROC"] <= 1.0 and 0.0 <= means["pixel_AUROC"] <= 1.0
+
+
+def test_hugging_face_layout_converts_to_the_same_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    saved = _their_file(tmp_path / "model.pkl")
+    # hf_model.AnomalyVFM: attributes model, decoder, predictor; config.json names the backbone.
+    flat = {
+        f"{part}.{k}": v.contiguous()
+        for part, key in (
+            ("model", "model_state_dict"),
+            ("decoder", "decoder_state_dict"),
+            ("predictor", "predictor_state_dict"),
+        )
+        for k, v in saved[key].items()
+    }
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    save_file(flat, str(hf / "model.safetensors"))
+    config = {"model_name": "dinov2", "image_size": SIZE, "peft_type": "dora", "peft_rank": RANK}
+    (hf / "config.json").write_text(json.dumps(config))
+    options = {"timm_name": "vit_small_patch14_dinov2", "model_kwargs": ARCH}
+    from_pkl = convert(tmp_path / "model.pkl", tmp_path / "a.ckpt", image_size=SIZE, **options)
+    from_hf = convert(hf, tmp_path / "b.ckpt", **options)  # image size from config.json
+    assert from_hf["hyper_parameters"] == from_pkl["hyper_parameters"]
+    assert from_hf["hyper_parameters"]["backbone"]["pretrained"] is True
+    assert from_hf["state_dict"].keys() == from_pkl["state_dict"].keys()
+    assert all(torch.equal(from_hf["state_dict"][k], v) for k, v in from_pkl["state_dict"].items())
+
+
+def test_unfitting_files_are_refused_naming_the_file(tmp_path: Path) -> None:
+    _their_file(tmp_path / "model.pkl")
+    # Another width than the file's: a one-line error naming the file, the tensor and shapes.
+    wrong = json.dumps({**ARCH, "embed_dim": 32})
+    proc = _converter(
+        tmp_path,
+        str(tmp_path / "model.pkl"),
+        str(tmp_path / "x.ckpt"),
+        "--timm-name=vit_small_patch14_dinov2",
+        f"--model-kwargs={wrong}",
+    )
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"anomalyvfm-convert: error: {tmp_path / 'model.pkl'}: ")
+    assert "does not fit" in first and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.ckpt").exists()
+
+    options = {"timm_name": "vit_small_patch14_dinov2", "model_kwargs": ARCH}
+    with pytest.raises(ValueError, match="holds a dinov2 model, not clip"):
+        convert(tmp_path / "model.pkl", tmp_path / "x.ckpt", backbone="clip", **options)
+    from safetensors.torch import save_file
+
+    # A transformers-layout encoder without CLIP's pre-norm: the SigLIP 2 release, refused.
+    siglip = {"model.net.encoder.layers.0.self_attn.q_proj.lora_A": torch.zeros(RANK, 8)}
+    save_file(siglip, str(tmp_path / "siglip.safetensors"))
+    with pytest.raises(ValueError, match="siglip2: the released model's backbone"):
+        convert(tmp_path / "siglip.safetensors", tmp_path / "x.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not a released AnomalyVFM model"):
+        convert(tmp_path / "other.ckpt", tmp_path / "x.ckpt")
+    (tmp_path / "broken.pkl").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="broken.pkl: cannot be read as a torch file"):
+        convert(tmp_path / "broken.pkl", tmp_path / "x.ckpt")
+
+
+def test_radio_release_converts_and_timm_reads_its_backbone(tmp_path: Path) -> None:
+    """RADIO v2.5 (their torch.hub / radio_local layout): the converter refuses it without
+    --backbone-weights (timm's C-RADIO v3 weights are another model); with it, timm's RADIO
+    architecture reads the released backbone. Evaluating the result needs the backbone option
+    ``summary_tokens`` (3 summary tokens for the head), which this version does not have."""
+    gen = torch.Generator().manual_seed(0)
+    d = ARCH["embed_dim"]
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen) * 0.1
+
+    backbone: dict[str, Tensor] = OrderedDict(
+        [
+            ("net.summary_idxs", torch.tensor([0, 1, 2])),
+            ("net.input_conditioner.norm_mean", torch.rand(3, 1, 1)),
+            ("net.input_conditioner.norm_std", torch.rand(3, 1, 1)),
+            ("net.model.patch_generator.embedder.weight", rand(d, 3 * 16 * 16)),
+            ("net.model.patch_generator.cls_token.token", rand(8, d)),
+            ("net.model.patch_generator.pos_embed", rand(1, 32 * 32, d)),
+        ]
+    )
+    for i in range(ARCH["depth"]):
+        pre = f"net.model.blocks.{i}."
+        for name, shape in (("norm1", (d,)), ("norm2", (d,)), ("mlp.fc1", (4 * d, d))):
+            backbone[f"{pre}{name}.weight"], backbone[f"{pre}{name}.bias"] = (
+                rand(*shape),
+                rand(shape[0]),
+            )
+        backbone[f"{pre}mlp.fc2.weight"], backbone[f"{pre}mlp.fc2.bias"] = rand(d, 4 * d), rand(d)
+        backbone[f"{pre}attn.qkv.layer.weight"] = rand(3 * d, d)
+        backbone[f"{pre}attn.qkv.layer.bias"] = rand(3 * d)
+        backbone[f"{pre}attn.proj.layer.weight"], backbone[f"{pre}attn.proj.layer.bias"] = (
+            rand(d, d),
+            rand(d),
+        )
+        for part in ("q", "v"):
+            backbone[f"{pre}attn.qkv.lora_A_{part}"] = rand(RANK, d)
+            backbone[f"{pre}attn.qkv.lora_B_{part}"] = rand(d, RANK)
+            backbone[f"{pre}attn.qkv.mag_{part}"] = torch.rand(d)
+        for name, shape in (("lora_A", (RANK, d)), ("lora_B", (d, RANK)), ("magnitude", (d,))):
+            backbone[f"{pre}attn.proj.{name}"] = rand(*shape)
+    saved = _their_file(tmp_path / "dinov2.pkl")  # its decoder fits the same width
+    predictor = {"lin.weight": rand(1, 3 * d), "lin.bias": rand(1)}  # 3 summary tokens
+    torch.save(
+        {
+            "model_state_dict": backbone,
+            "decoder_state_dict": saved["decoder_state_dict"],
+            "predictor_state_dict": predictor,
+        },
+        tmp_path / "radio.pkl",
+    )
+    options: dict = {"timm_name": "vit_large_patch16_radio_v3", "model_kwargs": ARCH}
+    with pytest.raises(ValueError, match="radio: the released model's backbone is RADIO v2.5-L"):
+        convert(tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, **options)
+    weights = tmp_path / "radio_backbone.pth"
+    ckpt = convert(
+        tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, weights_out=weights, **options
+    )
+    hp = ckpt["hyper_parameters"]["backbone"]
+    assert hp["summary_tokens"] == 3 and hp["model_kwargs"] == {**ARCH, "init_values": 0}
+    assert torch.equal(ckpt["state_dict"]["model.image_head.weight"], predictor["lin.weight"])
+    vit = timm.create_model(
+        "vit_large_patch16_radio_v3",
+        pretrained=True,
+        img_size=64,
+        pretrained_cfg_overlay={"file": str(weights)},
+        **hp["model_kwargs"],
+    )
+    state = vit.state_dict()
+    tokens = backbone["net.model.patch_generator.cls_token.token"]
+    assert torch.equal(state["cls_token"][0], tokens[:1]) and torch.equal(
+        state["reg_token"][0], tokens[1:]
+    )
+    assert torch.equal(
+        state["blocks.1.attn.qkv.weight"], backbone["net.model.blocks.1.attn.qkv.layer.weight"]
+    )
