@@ -47,7 +47,8 @@ class BackboneConfig:
         summary_tokens: with summary ``cls`` or ``prefix``, keep only the first k of those prefix
             tokens (flattened, k x width features); ``null`` keeps them all. The reference reads
             the first 3 of RADIO's 8 prefix tokens (``summary: prefix``, ``summary_tokens: 3``).
-        norm: apply the model's final norm to intermediate patch tokens.
+        norm: apply the model's final norm to the patch tokens read and to the prefix tokens of
+            the ``cls``/``prefix`` summary (the reference leaves it out for CLIP).
         model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``,
             ``embed_dim``, ``num_heads`` to build a tiny model of the same architecture).
         grad_checkpointing: recompute each block's activations in the backward pass instead of

@@ -3,9 +3,10 @@
 * CLIP: the reference reads Hugging Face ``CLIPVisionModel.last_hidden_state`` (QuickGELU, no
   final LayerNorm); a tiny random HF model's weights, converted to timm's QuickGELU CLIP ViT,
   give the same tokens through :class:`Backbone` with ``norm: false``.
-* SigLIP 2 NaFlex: the reference feeds pre-patchified patches with their grid coordinates; the
-  same tiny NaFlexVit run that way (timm's NaFlex path, patchified here by hand) gives the
-  wrapper's patch map and pooled summary.
+* SigLIP 2 NaFlex: the reference feeds Hugging Face ``Siglip2VisionModel`` pre-patchified
+  patches with their grid shape; a tiny random one, converted to timm's NaFlexVit, gives the same
+  ``last_hidden_state`` and ``pooler_output`` through :class:`Backbone`. So does timm's own NaFlex
+  path (patches with grid coordinates) on the same model.
 * RADIO: the reference's image head reads the first 3 prefix tokens; ``summary_tokens: 3``.
 """
 
@@ -29,16 +30,10 @@ CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 
 
-def hf_clip_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Hugging Face ``CLIPVisionModel`` weights as timm ``VisionTransformer`` (CLIP) weights."""
-    out = {
-        "cls_token": hf["embeddings.class_embedding"].view(1, 1, -1),
-        "pos_embed": hf["embeddings.position_embedding.weight"].unsqueeze(0),
-        "patch_embed.proj.weight": hf["embeddings.patch_embedding.weight"],
-    }
-    for hf_name, timm_name in (("pre_layrnorm", "norm_pre"), ("post_layernorm", "norm")):
-        for p in ("weight", "bias"):
-            out[f"{timm_name}.{p}"] = hf[f"{hf_name}.{p}"]
+def hf_encoder_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The transformer blocks and final norm of a Hugging Face CLIP / SigLIP 2 vision model as
+    timm block weights (both libraries' encoders share one layout)."""
+    out = {f"norm.{p}": hf[f"post_layernorm.{p}"] for p in ("weight", "bias")}
     depth = 1 + max(int(k.split(".")[2]) for k in hf if k.startswith("encoder.layers."))
     for i in range(depth):
         src, dst = f"encoder.layers.{i}.", f"blocks.{i}."
@@ -55,6 +50,53 @@ def hf_clip_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
             for a, b in pairs:
                 out[f"{dst}{b}.{p}"] = hf[f"{src}{a}.{p}"]
     return out
+
+
+def hf_clip_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Hugging Face ``CLIPVisionModel`` weights as timm ``VisionTransformer`` (CLIP) weights."""
+    out = hf_encoder_to_timm(hf)
+    out["cls_token"] = hf["embeddings.class_embedding"].view(1, 1, -1)
+    out["pos_embed"] = hf["embeddings.position_embedding.weight"].unsqueeze(0)
+    out["patch_embed.proj.weight"] = hf["embeddings.patch_embedding.weight"]
+    for p in ("weight", "bias"):
+        out[f"norm_pre.{p}"] = hf[f"pre_layrnorm.{p}"]
+    return out
+
+
+def hf_siglip2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Hugging Face ``Siglip2VisionModel`` weights as timm ``NaFlexVit`` weights."""
+    out = hf_encoder_to_timm(hf)
+    pos = hf["embeddings.position_embedding.weight"]
+    side = int(pos.shape[0] ** 0.5)
+    out["embeds.pos_embed"] = pos.reshape(1, side, side, -1)
+    width = pos.shape[1]
+    for p in ("weight", "bias"):
+        # Both take patches flattened as (row, col, channel).
+        out[f"embeds.proj.{p}"] = hf[f"embeddings.patch_embedding.{p}"]
+        out[f"attn_pool.q.{p}"] = hf[f"head.attention.in_proj_{p}"][:width]
+        out[f"attn_pool.kv.{p}"] = hf[f"head.attention.in_proj_{p}"][width:]
+        out[f"attn_pool.proj.{p}"] = hf[f"head.attention.out_proj.{p}"]
+        out[f"attn_pool.norm.{p}"] = hf[f"head.layernorm.{p}"]
+        for fc in ("fc1", "fc2"):
+            out[f"attn_pool.mlp.{fc}.{p}"] = hf[f"head.mlp.{fc}.{p}"]
+    out["attn_pool.latent"] = hf["head.probe"]
+    return out
+
+
+def patchify(x: Tensor, p: int) -> Tensor:
+    """(B, C, H, W) -> (B, N, p*p*C): patches row-major over the grid, each flattened as (row,
+    col, channel), the reference's SigLIP 2 input."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with every weight, norms included, moved off its initial value."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
 
 
 def test_timm_names_of_the_recipe_backbones_exist() -> None:
@@ -81,10 +123,7 @@ def test_clip_features_equal_hugging_face_last_hidden_state(tmp_path: Path) -> N
         patch_size=14,
         hidden_act="quick_gelu",
     )
-    hf = transformers.CLIPVisionModel(config).eval()
-    with torch.no_grad():  # every weight, the norms included, away from its initial value
-        for p in hf.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    hf = perturbed(transformers.CLIPVisionModel(config))
     path = tmp_path / "clip.safetensors"
     save_file(hf_clip_to_timm(hf.state_dict()), path)
 
@@ -120,11 +159,9 @@ def test_naflex_siglip_equals_timm_naflex_path_on_patchified_input() -> None:
         out = bb(images)
     assert out.patch_features.shape == (2, 32, 3, 5)
 
-    # The reference's input: patches flattened as (row, col, channel), row-major over the grid,
-    # each with its (y, x) grid position, all valid.
-    p, (gh, gw) = 16, (3, 5)
-    x = (images - 0.5) / 0.5
-    patches = x.reshape(2, 3, gh, p, gw, p).permute(0, 2, 4, 3, 5, 1).reshape(2, gh * gw, -1)
+    # The reference's input: patches with their (y, x) grid positions, all valid.
+    gh, gw = 3, 5
+    patches = patchify((images - 0.5) / 0.5, 16)
     ys, xs = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
     coord = torch.stack([ys.flatten(), xs.flatten()], -1).expand(2, -1, -1)
     valid = torch.ones(2, gh * gw, dtype=torch.bool)
@@ -136,6 +173,40 @@ def test_naflex_siglip_equals_timm_naflex_path_on_patchified_input() -> None:
     torch.testing.assert_close(tokens, feats["patches"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.summary, pooled, atol=1e-5, rtol=1e-5)
     assert (out.summary[0] - out.summary[1]).abs().max() > 1e-3  # per image, not constant
+
+
+def test_naflex_siglip_equals_hugging_face_siglip2(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = transformers.Siglip2VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_patches=256,  # the real model's 16 x 16 position grid, resized to each input's grid
+        patch_size=16,
+    )
+    hf = perturbed(transformers.Siglip2VisionModel(config))
+    path = tmp_path / "siglip2.safetensors"
+    save_file(hf_siglip2_to_timm(hf.state_dict()), path)
+    kwargs = dict(TINY_VIT, mlp_ratio=2.0)
+    cfg = BackboneConfig(NAFLEX, checkpoint_path=str(path), model_kwargs=kwargs)
+    bb = Backbone(cfg, img_size=64).eval()
+
+    # Position grid upsampled in both directions (as at 768 px: 16 x 16 -> 48 x 48).
+    images = torch.rand(2, 3, 288, 352)
+    with torch.no_grad():
+        out = bb(images)
+        ref = hf(
+            pixel_values=patchify((images - 0.5) / 0.5, 16),
+            pixel_attention_mask=torch.ones(2, 18 * 22, dtype=torch.long),
+            spatial_shapes=torch.tensor([[18, 22], [18, 22]]),
+        )
+    tokens = out.patch_features.flatten(2).transpose(1, 2)
+    torch.testing.assert_close(tokens, ref.last_hidden_state, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.summary, ref.pooler_output, atol=1e-4, rtol=1e-4)
 
 
 def test_radio_summary_reads_the_first_k_prefix_tokens() -> None:
