@@ -31,6 +31,7 @@ ARCHITECTURE = (
     "backbone.name",
     "backbone.layers",
     "backbone.summary",
+    "backbone.summary_tokens",
     "backbone.norm",
     "backbone.model_kwargs",
     "adapter.type",

@@ -116,8 +116,8 @@ FAMILIES = {
     "radio_v4": "vit_so400m_patch16_radio_v4.c_radio",
     "dinov2_reg": "vit_large_patch14_reg4_dinov2.lvd142m",
     "dinov3": "vit_large_patch16_dinov3.lvd1689m",
-    "clip": "vit_large_patch14_clip_336.openai",
-    "siglip2": "vit_so400m_patch14_siglip_378.v2_webli",
+    "clip": "vit_large_patch14_clip_quickgelu_336.openai",
+    "siglip2": "naflexvit_so400m_patch16_siglip.v2_webli",
 }
 
 

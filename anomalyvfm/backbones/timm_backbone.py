@@ -1,7 +1,9 @@
 """A frozen timm backbone that yields a patch-feature map and summary features.
 
 Any timm vision transformer works by its registry name (``forward_intermediates`` gives the
-patch tokens of chosen blocks and the prefix tokens); timm CNNs work through ``features_only``.
+patch tokens of chosen blocks and the prefix tokens), NaFlexVit included (its patch embedding is
+``embeds``, not ``patch_embed``, and it takes every input size without ``dynamic_img_size``);
+timm CNNs work through ``features_only``.
 Per-model facts (patch size, prefix-token count, mean/std) are read from the model, never tabled.
 
 How to add a backbone family: nothing to do if timm ships it and it implements
@@ -42,7 +44,11 @@ class BackboneConfig:
             registers, ``prefix`` all prefix tokens (class + registers) flattened, ``head`` the
             model's own pooling (MAP for SigLIP, average for CNNs), ``auto`` ``cls`` when the
             model has a class token, else ``head``.
-        norm: apply the model's final norm to intermediate patch tokens.
+        summary_tokens: with summary ``cls`` or ``prefix``, keep only the first k of those prefix
+            tokens (flattened, k x width features); ``null`` keeps them all. The reference reads
+            the first 3 of RADIO's 8 prefix tokens (``summary: prefix``, ``summary_tokens: 3``).
+        norm: apply the model's final norm to the patch tokens read and to the prefix tokens of
+            the ``cls``/``prefix`` summary (the reference leaves it out for CLIP).
         model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``depth``,
             ``embed_dim``, ``num_heads`` to build a tiny model of the same architecture).
         grad_checkpointing: recompute each block's activations in the backward pass instead of
@@ -55,6 +61,7 @@ class BackboneConfig:
     checkpoint_path: str | None = None
     layers: list[int] = field(default_factory=lambda: [-1])
     summary: SummaryKind = "auto"
+    summary_tokens: int | None = None
     norm: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     grad_checkpointing: bool = False
@@ -70,6 +77,8 @@ class BackboneConfig:
                 f"model.backbone.layers must be a non-empty list of block indices; got {layers!r}"
             )
         options.one_of("model.backbone.summary", self.summary, get_args(SummaryKind))
+        if self.summary_tokens is not None:
+            options.positive_int("model.backbone.summary_tokens", self.summary_tokens)
 
 
 class BackboneOutput(NamedTuple):
@@ -108,29 +117,29 @@ class Backbone(nn.Module):
                     "activation checkpointing (no set_grad_checkpointing in timm)"
                 )
             model.set_grad_checkpointing(True)
-        self.is_vit = hasattr(model, "forward_intermediates") and hasattr(model, "patch_embed")
+        embed = _patch_embed(model)
+        self.is_vit = hasattr(model, "forward_intermediates") and embed is not None
         cfg = model.pretrained_cfg
         mean = cfg.get("mean", (0.485, 0.456, 0.406))
         std = cfg.get("std", (0.229, 0.224, 0.225))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         if self.is_vit:
-            self.patch_size = int(_pair(model.patch_embed.patch_size)[0])
+            self.patch_size = int(_pair(embed.patch_size)[0])
             self._check_vit_options(img_size)
             self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
             # Class tokens come first; the rest of the prefix are registers (Eva, the DINOv3
-            # class, has no num_reg_tokens attribute, so count from cls_token instead).
-            cls_token = getattr(model, "cls_token", None)
+            # class, has no num_reg_tokens attribute, so count from cls_token instead; NaFlexVit
+            # keeps its tokens in the embedding module).
+            cls_token = getattr(model, "cls_token", getattr(embed, "cls_token", None))
             n_cls = int(cls_token.shape[1]) if cls_token is not None else 0
             self.num_reg_tokens = self.num_prefix_tokens - n_cls
             self.width = int(model.embed_dim)
             self.feature_dim = self.width * len(config.layers)
             self.summary_kind = self._resolve_summary(config.summary)
-            n_summary = {
-                "cls": self.num_prefix_tokens - self.num_reg_tokens,
-                "prefix": self.num_prefix_tokens,
-            }.get(self.summary_kind, 1)
-            self.summary_dim = int(model.num_features) * n_summary
+            # How many leading prefix tokens the summary keeps (class tokens come first).
+            self.num_summary_tokens = self._summary_token_count()
+            self.summary_dim = int(model.num_features) * self.num_summary_tokens
             if self.summary_kind == "head":
                 self.summary_dim = int(model.head_hidden_size)
         else:
@@ -141,7 +150,13 @@ class Backbone(nn.Module):
             self.width = int(info.channels()[-1])
             self.feature_dim = int(sum(info.channels()))
             self.summary_kind = "head"
+            self.num_summary_tokens = 0
             self.summary_dim = self.width
+            if config.summary_tokens is not None:
+                raise ValueError(
+                    f"model.backbone.summary_tokens is set but {config.name} is a CNN without "
+                    "prefix tokens; use null"
+                )
 
     def _check_vit_options(self, img_size: int | None) -> None:
         name, patch = self.config.name, self.patch_size
@@ -173,6 +188,30 @@ class Backbone(nn.Module):
                 f"backbone.summary='prefix' but {self.config.name} has no prefix tokens"
             )
         return kind
+
+    def _summary_token_count(self) -> int:
+        """Leading prefix tokens in the summary: all of the kind, or ``summary_tokens`` of them."""
+        n_cls = self.num_prefix_tokens - self.num_reg_tokens
+        available = {"cls": n_cls, "prefix": self.num_prefix_tokens}.get(self.summary_kind, 0)
+        k = self.config.summary_tokens
+        if k is None:
+            return available
+        if self.summary_kind == "head":
+            raise ValueError(
+                f"model.backbone.summary_tokens={k} needs summary cls or prefix; {self.config.name}"
+                " reads its pooling head here (summary 'head'): set summary_tokens to null"
+            )
+        if k > available:
+            more = (
+                f", or summary 'prefix' for up to {self.num_prefix_tokens}"
+                if self.summary_kind == "cls" and self.num_prefix_tokens > available
+                else ""
+            )
+            raise ValueError(
+                f"model.backbone.summary_tokens={k} out of range for {self.config.name}: summary "
+                f"'{self.summary_kind}' has {available} token(s) (use 1..{available}{more})"
+            )
+        return k
 
     def normalize(self, images: Tensor) -> Tensor:
         """Maps images in [0, 1] to the backbone's own input normalisation."""
@@ -217,10 +256,8 @@ class Backbone(nn.Module):
             head: Any = self.model
             return head.forward_head(final, pre_logits=True)
         assert prefix is not None
-        if self.summary_kind == "cls":
-            # timm puts class tokens before register tokens.
-            prefix = prefix[:, : self.num_prefix_tokens - self.num_reg_tokens]
-        return prefix.flatten(1)
+        # timm puts class tokens before register tokens.
+        return prefix[:, : self.num_summary_tokens].flatten(1)
 
 
 def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module:
@@ -239,6 +276,15 @@ def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module
         img_size=img_size,
         model_kwargs=config.model_kwargs,
     )
+
+
+def _patch_embed(model: nn.Module) -> Any:
+    """The patch-embedding module of a ViT (``embeds`` in NaFlexVit), None for other models."""
+    for attr in ("patch_embed", "embeds"):
+        embed = getattr(model, attr, None)
+        if embed is not None and hasattr(embed, "patch_size"):
+            return embed
+    return None
 
 
 def _pair(value: Any) -> tuple[int, int]:

@@ -146,9 +146,15 @@ def _create(
     if img_size is None:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     try:
-        return timm.create_model(
-            name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
-        )
+        try:
+            return timm.create_model(
+                name, pretrained=pretrained, img_size=img_size, dynamic_img_size=True, **kwargs
+            )
+        except TypeError as err:
+            # NaFlexVit takes any input size by construction and rejects the flag.
+            if "dynamic_img_size" not in str(err):
+                raise
+            return timm.create_model(name, pretrained=pretrained, img_size=img_size, **kwargs)
     except TypeError as err:
         # CNNs reject img_size in their constructor (before any weights are read).
         if "img_size" not in str(err):

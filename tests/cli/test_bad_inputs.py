@@ -554,6 +554,10 @@ MODEL_CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
         lambda tmp: [f"--model.backbone.checkpoint_path={tmp / 'absent.safetensors'}"],
         ["model.backbone.checkpoint_path", "absent.safetensors", "does not exist"],
     ),
+    "summary_tokens_out_of_range": (
+        lambda tmp: ["--model.backbone.summary=prefix", "--model.backbone.summary_tokens=3"],
+        ["model.backbone.summary_tokens=3 out of range", "'prefix' has 1 token(s)"],
+    ),
     "clip_low_above_high": (
         lambda tmp: ["--model.loss.clip_low=0.95", "--model.loss.clip_high=0.9"],
         ["model.loss.clip_low"],

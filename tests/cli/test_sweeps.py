@@ -27,8 +27,8 @@ PAPER_BACKBONES = {
     "vit_large_patch16_radio_v3.c_radio",
     "vit_large_patch14_reg4_dinov2.lvd142m",
     "vit_large_patch16_dinov3.lvd1689m",
-    "vit_so400m_patch14_siglip_378.v2_webli",
-    "vit_large_patch14_clip_336.openai",
+    "naflexvit_so400m_patch16_siglip.v2_webli",
+    "vit_large_patch14_clip_quickgelu_336.openai",
 }
 
 
