@@ -108,6 +108,34 @@ class RecordSamples(pl.Callback):
         self._path(trainer, ".json").write_text(json.dumps(info))
 
 
+class DumpTestOutputs(pl.Callback):
+    """Saves every test batch's paths, image scores and low-resolution maps (``test_step``'s
+    ``pred_score`` and ``low_map``) to ``path`` (``torch.save``) when the test ends.
+
+    Named by class path (``tests.helpers.DumpTestOutputs``) in CLI subprocesses."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.rows: dict[str, Any] = {"path": [], "pred_score": [], "low_map": []}
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.rows["path"] += list(batch["path"])
+        self.rows["pred_score"] += list(outputs["pred_score"].float().cpu())
+        self.rows["low_map"] += list(outputs["low_map"].float().cpu())
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.rows, self.path)
+
+
 # --- Models ----------------------------------------------------------------------------------
 
 # One timm model name per backbone family the recipe configs use (built tiny with TINY_VIT).
