@@ -195,6 +195,24 @@ def write_layout(root: Path, n: int = 4, size: int = 32, mask_suffix: bool = Fal
     return root
 
 
+def write_mixed_images(root: Path) -> list[Path]:
+    """Images of several sizes and encodings: RGB, grey, RGBA, 16-bit grey, JPEG, a sub-folder."""
+    rng = np.random.default_rng(3)
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "rgb.png": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+        "grey.png": rng.integers(0, 256, (40, 70), dtype=np.uint8),
+        "alpha.png": rng.integers(0, 256, (50, 50, 4), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65536, (33, 20), dtype=np.uint16),
+        "sub/photo.jpg": rng.integers(0, 256, (90, 120, 3), dtype=np.uint8),
+    }
+    paths = []
+    for name, array in arrays.items():
+        Image.fromarray(array).save(root / name)
+        paths.append(root / name)
+    return paths
+
+
 # --- Subprocesses without network --------------------------------------------------------------
 
 # A host that never resolves (.invalid is reserved for that).

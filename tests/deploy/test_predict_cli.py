@@ -18,8 +18,7 @@ from anomalyvfm.deploy import cli as deploy_cli
 from anomalyvfm.deploy.detector import file_sha256
 from anomalyvfm.visualization import heatmap_overlay
 from data_synthesis.io import decode_image, image_to_float
-from tests.deploy.conftest import write_mixed_images
-from tests.helpers import child_env
+from tests.helpers import child_env, write_mixed_images
 
 COMMAND = [sys.executable, "-m", "anomalyvfm"]
 
