@@ -356,23 +356,20 @@ def predict(args: argparse.Namespace, argv: list[str], prog: str) -> int:
     )
     if how != "shard":
         _prepare_output(out, detector, args.overwrite and rank == 0)
-    if world > 1 and how == "shard":
+    if how == "torchrun":
+        _join_ranks()  # rank 0 has cleared an overwritten folder before anyone writes
+    elif world > 1:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     done = _done(_previous_rows(out))
     mine = [p for p in files[rank::world] if str(p) not in done]
     _score_files(detector, mine, names, out, args, rank, world)
-    skipped = len(files[rank::world]) - len(mine)
+    skipped = sum(1 for p in files if str(p) in done)
     if how == "torchrun":
-        _mark_finished(out, rank, world)
-        if rank != 0:
-            return 0
-        _wait_for_ranks(out, world)
-    if how == "shard":
+        _join_ranks(last=True)  # every rank's rows are written
+    if how == "shard" or rank != 0:
         return 0
-    if world > 1:  # torchrun: what the other ranks skipped is not known here
-        skipped = len([p for p in files if str(p) in done])
     return _finish(out, root, files, detector, args, world, skipped)
 
 
@@ -549,19 +546,18 @@ def _launch(
     return _finish(out, root, files, detector, args, args.devices, skipped)
 
 
-def _mark_finished(out: Path, rank: int, world: int) -> None:
-    run = os.environ.get("TORCHELASTIC_RUN_ID", "") + os.environ.get("MASTER_PORT", "")
-    (out / PARTS / f"rank{rank}-of-{world}.done").write_text(run)
+def _join_ranks(last: bool = False) -> None:
+    """A barrier of torchrun's ranks (a gloo group, created at the first call)."""
+    import datetime
 
+    import torch.distributed as dist
 
-def _wait_for_ranks(out: Path, world: int, timeout_s: float = 24 * 3600) -> None:
-    run = os.environ.get("TORCHELASTIC_RUN_ID", "") + os.environ.get("MASTER_PORT", "")
-    markers = [out / PARTS / f"rank{r}-of-{world}.done" for r in range(world)]
-    deadline = time.monotonic() + timeout_s
-    while not all(m.is_file() and m.read_text() == run for m in markers):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"ranks of {out} did not finish within {timeout_s:g} s")
-        time.sleep(0.5)
+    if not dist.is_initialized():
+        # Scoring a large shard takes long: the other ranks wait at the barrier meanwhile.
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    dist.barrier()
+    if last:
+        dist.destroy_process_group()
 
 
 # -- calibrate ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -193,6 +194,9 @@ def test_sharded_predict_scores_every_image_once(
 
     # torchrun's form: each process is one rank; rank 0 merges when every rank has finished.
     out = tmp_path / "torchrun"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
     procs = [
         subprocess.Popen(
             [*COMMAND, *base, f"--output={out}"],
@@ -205,9 +209,9 @@ def test_sharded_predict_scores_every_image_once(
                 RANK=str(r),
                 WORLD_SIZE="2",
                 LOCAL_RANK=str(r),
-                MASTER_PORT="29555",
-                TORCHELASTIC_RUN_ID="t1",
-            ),  # fmt: skip
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            ),
         )
         for r in range(2)
     ]
