@@ -342,6 +342,11 @@ def _world(args: argparse.Namespace) -> tuple[int, int, str]:
 def predict(args: argparse.Namespace, argv: list[str], prog: str) -> int:
     out = Path(args.output).expanduser()
     root, files = list_inputs(args.input)
+    # An output folder inside the input folder: its maps and overlays are not inputs.
+    resolved = out.resolve()
+    files = [p for p in files if not p.resolve().is_relative_to(resolved)]
+    if not files:
+        raise ValueError(f"--input {args.input}: no images outside --output {out}")
     names = output_names(root, files)
     rank, world, how = _world(args)
     if args.devices > 1 and how == "single":
@@ -465,7 +470,8 @@ def _finish(
     partial.replace(target)
     for part in (out / PARTS).glob("*"):
         part.unlink()
-    (out / PARTS).rmdir() if (out / PARTS).is_dir() else None
+    if (out / PARTS).is_dir():
+        (out / PARTS).rmdir()
     mine = [rows[str(p)] for p in files if str(p) in rows]
     errors = sum(1 for r in mine if r.get("error"))
     anomalous = sum(1 for r in mine if r.get("label") == "1")

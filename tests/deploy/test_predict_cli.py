@@ -243,3 +243,19 @@ def test_bad_input_gives_one_line_errors(tmp_path: Path, trained_ckpt: Path, ima
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
         errors = [ln for ln in proc.stderr.splitlines() if ": error: " in ln]
         assert len(errors) == 1 and named in errors[0], proc.stderr
+
+
+def test_an_output_folder_inside_the_input_is_not_read_as_input(
+    tmp_path: Path, trained_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((30, 40, 3), 60 * i, np.uint8)).save(images / f"{i}.png")
+    out = images / "out"
+    args = ["predict", f"--ckpt_path={trained_ckpt}", f"--input={images}", f"--output={out}"]
+    assert deploy_cli.main(args) == 0
+    assert deploy_cli.main(args) == 0  # the overlays written under images/out are not inputs
+    assert "2 of 2 images scored" in capsys.readouterr().out.splitlines()[-1]
+    assert [r["path"] for r in _rows(out)] == [str(images / "0.png"), str(images / "1.png")]
+    assert json.loads((out / "predict.json").read_text())["num_skipped"] == 2
