@@ -1,8 +1,10 @@
 """The command line: a LightningCLI installed as ``anomalyvfm`` and ``lightning``.
 
 ``anomalyvfm fit --config experiments/configs/anomalyvfm_radio.yaml`` trains; ``test``,
-``validate`` and ``predict`` take ``--ckpt_path``. YAML names classes by their short names
-(``class_path: AnomalyVFM``) because this module imports every package that defines them.
+``validate`` and ``predict`` take ``--ckpt_path``. ``predict --input <images>`` and ``calibrate``
+run a trained detector on image files (:mod:`anomalyvfm.deploy.cli`) instead of LightningCLI.
+YAML names classes by their short names (``class_path: AnomalyVFM``) because this module imports
+every package that defines them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from anomalyvfm.checkpoint_options import (
     merge_checkpoint_options,
     read_checkpoint,
 )
+from anomalyvfm.deploy import cli as deploy_cli
 from anomalyvfm.errors import (
     condense_parse_error,
     debug_requested,
@@ -268,6 +271,11 @@ def console(argv: list[str] | None = None) -> int:
         args, words = None, sys.argv[1:]
     else:
         args = words = take_debug_flag(argv)
+    if deploy_cli.handles(words):
+        # A detector on image files (`predict --input`, `calibrate`), without LightningCLI.
+        return run_console(
+            f"{program_name()} {words[0]}", lambda: deploy_cli.main(list(words), program_name())
+        )
     prog = program_name() + next((f" {a}" for a in words if a in SUBCOMMANDS), "")
     return run_console(prog, lambda: main(args))
 

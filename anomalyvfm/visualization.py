@@ -40,3 +40,13 @@ def anomaly_grid(images: Tensor, masks: Tensor, maps: Tensor, pad: int = 2) -> I
             x = pad + j * (w + pad)
             canvas[y : y + h, x : x + w] = tile
     return Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
+
+
+def heatmap_overlay(image: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``image`` (H, W, 3) in [0, 1] blended with the heat map of ``amap`` (H, W) as uint8 RGB.
+
+    The colour scale is fixed: score 0 is black and 1 is white, whatever the map's own range, so
+    overlays of different images compare (a normal image stays dark).
+    """
+    blend = (1.0 - alpha) * np.asarray(image, np.float32) + alpha * _heat(amap)
+    return (np.clip(blend, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)

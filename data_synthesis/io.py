@@ -83,8 +83,9 @@ def list_images(
     return files
 
 
-def _pixels(img: Image.Image) -> np.ndarray:
-    """(H, W, 3) pixels of a decoded PIL image: uint8 for 8-bit opaque modes, else float32."""
+def decode_pil(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) pixels of a loaded PIL image by the one decoding rule of :func:`decode_image`:
+    uint8 for 8-bit opaque modes, else float32 in [0, 1]."""
     mode = img.mode
     if mode in _SIXTEEN_BIT_MODES:
         gray = np.clip(np.asarray(img).astype(np.float32) / 65535.0, 0.0, 1.0)
@@ -122,7 +123,7 @@ def decode_image(path: str | Path) -> np.ndarray:
             # Image.open only parses the header; load() forces the full decode so truncated
             # files fail here, with the file name, rather than later inside numpy.
             img.load()
-            return _pixels(img)
+            return decode_pil(img)
     except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 

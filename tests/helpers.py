@@ -108,6 +108,34 @@ class RecordSamples(pl.Callback):
         self._path(trainer, ".json").write_text(json.dumps(info))
 
 
+class DumpTestOutputs(pl.Callback):
+    """Saves every test batch's paths, image scores and low-resolution maps (``test_step``'s
+    ``pred_score`` and ``low_map``) to ``path`` (``torch.save``) when the test ends.
+
+    Named by class path (``tests.helpers.DumpTestOutputs``) in CLI subprocesses."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.rows: dict[str, Any] = {"path": [], "pred_score": [], "low_map": []}
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.rows["path"] += list(batch["path"])
+        self.rows["pred_score"] += list(outputs["pred_score"].float().cpu())
+        self.rows["low_map"] += list(outputs["low_map"].float().cpu())
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.rows, self.path)
+
+
 # --- Models ----------------------------------------------------------------------------------
 
 # One timm model name per backbone family the recipe configs use (built tiny with TINY_VIT).
@@ -165,6 +193,24 @@ def write_layout(root: Path, n: int = 4, size: int = 32, mask_suffix: bool = Fal
         stem = f"{i:03d}_mask" if mask_suffix and i % 2 else f"{i:03d}"
         Image.fromarray(mask).save(root / f"ground_truth/bad/{stem}.png")
     return root
+
+
+def write_mixed_images(root: Path) -> list[Path]:
+    """Images of several sizes and encodings: RGB, grey, RGBA, 16-bit grey, JPEG, a sub-folder."""
+    rng = np.random.default_rng(3)
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "rgb.png": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+        "grey.png": rng.integers(0, 256, (40, 70), dtype=np.uint8),
+        "alpha.png": rng.integers(0, 256, (50, 50, 4), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65536, (33, 20), dtype=np.uint16),
+        "sub/photo.jpg": rng.integers(0, 256, (90, 120, 3), dtype=np.uint8),
+    }
+    paths = []
+    for name, array in arrays.items():
+        Image.fromarray(array).save(root / name)
+        paths.append(root / name)
+    return paths
 
 
 # --- Subprocesses without network --------------------------------------------------------------

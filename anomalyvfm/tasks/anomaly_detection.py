@@ -284,8 +284,9 @@ class AnomalyVFM(pl.LightningModule):
         """One evaluation batch: updates the dataset's evaluator.
 
         Returns:
-            ``pred_score`` (B,) and ``anomaly_map`` (B, S, S) at the model input size, for
-            callbacks (``on_test_batch_end``'s ``outputs``).
+            ``pred_score`` (B,), ``anomaly_map`` (B, S, S) at the model input size and
+            ``low_map`` (B, h, w) at the decoder's resolution (the map every evaluation size is
+            resized from), for callbacks (``on_test_batch_end``'s ``outputs``).
         """
         if self._eval_dtype is not None:
             with torch.autocast("cuda", dtype=self._eval_dtype):
@@ -311,7 +312,7 @@ class AnomalyVFM(pl.LightningModule):
             self._empty_mask_example.setdefault(name, batch["path"][first])
         size = tuple(batch["image"].shape[-2:])
         full = F.interpolate(low.anomaly_map[:, None], size, mode="bilinear", align_corners=False)
-        return {"pred_score": low.pred_score, "anomaly_map": full[:, 0]}
+        return {"pred_score": low.pred_score, "anomaly_map": full[:, 0], "low_map": low.anomaly_map}
 
     def validation_step(
         self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
