@@ -18,6 +18,7 @@ into one ``predictions.csv`` at the end.
 
 ``calibrate`` sets the thresholds from a folder of normal images and writes a calibrated
 checkpoint (:meth:`Detector.calibrate <anomalyvfm.deploy.Detector.calibrate>`, then ``save``).
+``export`` writes the detector as one ONNX or ``.pt2`` file (:meth:`Detector.export`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def handles(words: Sequence[str]) -> bool:
     ``--input`` (without it, ``predict`` is Lightning's, on a config's ``test_datasets``)."""
     if not words:
         return False
-    if words[0] == "calibrate":
+    if words[0] in ("calibrate", "export"):
         return True
     return words[0] == "predict" and any(w == "--input" or w.startswith("--input=") for w in words)
 
@@ -154,6 +155,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--target-fpr", type=_rate, default=0.01, help="fraction of normal images/pixels flagged"
     )
     calibrate.add_argument("--output", required=True, help="the calibrated checkpoint to write")
+    export = sub.add_parser(
+        "export",
+        help="one ONNX or .pt2 file",
+        description="Write the detector (adapters merged, thresholds inside) as one ONNX or "
+        "torch.export file that needs neither this package nor timm.",
+    )
+    export.add_argument(
+        "--ckpt_path", "--ckpt-path", dest="ckpt_path", required=True, help="checkpoint of fit"
+    )
+    export.add_argument("--output", required=True, help="the file to write: *.onnx or *.pt2")
+    export.add_argument(
+        "--format", choices=("onnx", "pt2"), help="file format (default: from the suffix)"
+    )
+    export.add_argument(
+        "--backbone-checkpoint",
+        help="local weights of the frozen backbone, replacing the checkpoint's recorded source",
+    )
     return parser
 
 
@@ -589,9 +607,37 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export ---------------------------------------------------------------------------------
+
+
+def export(args: argparse.Namespace) -> int:
+    from anomalyvfm.deploy.detector import Detector
+
+    output = Path(args.output).expanduser()
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give the file to write (*.onnx, *.pt2)")
+    fmt = args.format or output.suffix.lstrip(".").lower()
+    if fmt not in ("onnx", "pt2"):
+        raise ValueError(
+            f"--output {output}: cannot tell the format from the suffix; name it *.onnx or "
+            "*.pt2, or give --format"
+        )
+    detector = Detector.from_checkpoint(args.ckpt_path, "cpu", args.backbone_checkpoint)
+    path = detector.export(output, fmt)
+    state = "calibrated" if detector.calibrated else "uncalibrated (0.5)"
+    print(
+        f"exported {fmt} to {path} ({path.stat().st_size / 2**20:.1f} MiB); thresholds "
+        f"{state}: image {detector.image_threshold:.6g}, pixel {detector.pixel_threshold:.6g}"
+    )
+    return 0
+
+
 def main(argv: list[str], prog: str = "anomalyvfm") -> int:
-    """Runs ``predict --input ...`` or ``calibrate`` (``argv`` starts with the subcommand)."""
+    """Runs ``predict --input ...``, ``calibrate`` or ``export`` (``argv`` starts with the
+    subcommand)."""
     args = build_parser(prog).parse_args(argv)
     if args.command == "calibrate":
         return calibrate(args)
+    if args.command == "export":
+        return export(args)
     return predict(args, argv, f"{prog} predict")

@@ -419,6 +419,45 @@ class Detector:
         partial.replace(path)
         return path
 
+    def export(self, path: str | Path, format: str | None = None) -> Path:
+        """Writes this detector as one self-contained file; returns its path.
+
+        ``format`` is ``onnx`` (runs with onnxruntime alone) or ``pt2`` (``torch.export``;
+        ``torch.export.load`` needs only torch), by default from the file's suffix. The file
+        holds the whole inference path with the adapters merged into the backbone weights and
+        the current thresholds (:func:`anomalyvfm.deploy.export.export_detector`); its metadata
+        records whether they are calibrated, their rule and the checkpoint's SHA-256.
+
+        Raises:
+            ValueError: unknown format or suffix.
+        """
+        from anomalyvfm.deploy.export import FORMATS, export_detector
+
+        path = Path(path)
+        if format is None:
+            format = path.suffix.lstrip(".").lower()
+            if format not in FORMATS:
+                raise ValueError(
+                    f"export {path}: cannot tell the format from the suffix; name the file "
+                    "*.onnx or *.pt2, or give format='onnx' / 'pt2'"
+                )
+        info = self.describe()
+        metadata = {
+            "calibrated": self.calibrated,
+            "rule": info["rule"],
+            "calibration": info["calibration"],
+            "checkpoint": Path(self.checkpoint_path).name if self.checkpoint_path else None,
+            "checkpoint_sha256": self.checkpoint_sha256,
+        }
+        return export_detector(
+            self.model,
+            path,
+            format,  # type: ignore[arg-type]
+            image_threshold=self.image_threshold,
+            pixel_threshold=self.pixel_threshold,
+            metadata=metadata,
+        )
+
     def describe(self) -> dict[str, Any]:
         """What a run's records say about the detector (checkpoint, hash, thresholds)."""
         calibration = self.calibration.as_dict() if self.calibration else None

@@ -8,8 +8,8 @@ input size, and the image and pixel thresholds. Running it needs neither this pa
 
 Input: float32 (B, 3, H, W) RGB in [0, 1], any batch size and any H, W (decoded 8-bit images:
 ``pixels.astype(float32) / 255`` transposed to channels first). Outputs, in order: ``score``
-(B,) float32, ``label`` (B,) bool (``score >= image_threshold``), ``anomaly_map`` (B, H, W)
-float32 and ``mask`` (B, H, W) bool (``anomaly_map >= pixel_threshold``).
+(B,) float32, ``label`` (B,) bool (``score > image_threshold``), ``anomaly_map`` (B, H, W)
+float32 and ``mask`` (B, H, W) bool (``anomaly_map > pixel_threshold``).
 
 The in-graph resize is torch's antialiased bilinear resize of float pixels, the counterpart of the
 Pillow bilinear resize (in 8-bit) of the package's data path; the two differ by about one grey
@@ -71,8 +71,8 @@ class DeployedDetector(nn.Module):
 
     Args:
         model: the trained model; its adapters are merged into a copy (``model`` is unchanged).
-        image_threshold: image score at or above which an image is anomalous.
-        pixel_threshold: map value at or above which a pixel is anomalous.
+        image_threshold: image score above which an image is anomalous (as :class:`Detector`).
+        pixel_threshold: map value above which a pixel is anomalous.
 
     ``forward(images)`` takes float32 (B, 3, H, W) RGB in [0, 1] (uint8 pixels divided by 255)
     and returns ``(score (B,), label (B,) bool, anomaly_map (B, H, W), mask (B, H, W) bool)``.
@@ -104,7 +104,7 @@ class DeployedDetector(nn.Module):
             low.anomaly_map.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False
         ).squeeze(1)
         score = low.pred_score
-        return score, score >= self.image_threshold, amap, amap >= self.pixel_threshold
+        return score, score > self.image_threshold, amap, amap > self.pixel_threshold
 
 
 def _threshold(option: str, value: Any) -> float:

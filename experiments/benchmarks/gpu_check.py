@@ -23,7 +23,8 @@ pretrained ones):
 - ``aupro``: exact AUPRO of 1,725 maps at 256x256 on CUDA against the CPU path (same value).
 - ``inpaint``: SD-1.5-sized diffusion inpainting at 512 px, 20 guided steps: diffusers' defaults
   against bf16, batching and a compiled channels-last UNet.
-- ``predict``: deployment (``Detector.predict`` and export) once the package has it.
+- ``predict``: ``Detector.predict`` images/s of the fit checkpoint (bf16, batch 32), and its
+  ONNX export run with onnxruntime against the same detector in PyTorch (max differences).
 
 Writes ``gpu_check.json`` (every figure, each phase's status and seconds) and ``gpu_check.log``
 (each phase's full output) to ``--out`` after every phase, and prints a summary last.
@@ -52,11 +53,20 @@ CONFIGS = REPO / "experiments" / "configs"
 PAPER_CONFIG = CONFIGS / "anomalyvfm_radio.yaml"
 TINY_OVERLAY = REPO / "experiments" / "benchmarks" / "tiny_overlay.yaml"
 EVAL_CONFIG = CONFIGS / "eval" / "shared_data.yaml"
-# Cheap phases first; fit then bench, so that the bench finds inductor's cache warm.
-PHASES = ("env", "aupro", "fit", "test", "bench", "inpaint", "predict")
+# Cheap phases first; fit then bench, so that the bench finds inductor's cache warm; predict
+# right after test, as both read the fit checkpoint.
+PHASES = ("env", "aupro", "fit", "test", "predict", "bench", "inpaint")
 COMPILE_FAILED = "compile_failed.txt"  # in the work folder: later phases then run eagerly
 # Seconds each phase may take on the GPU machine (the whole run is also capped by --deadline).
-LIMITS = {"env": 60, "fit": 240, "test": 120, "bench": 300, "aupro": 90, "inpaint": 200}
+LIMITS = {
+    "env": 60,
+    "fit": 240,
+    "test": 120,
+    "predict": 150,
+    "bench": 300,
+    "aupro": 90,
+    "inpaint": 200,
+}
 FIT_STEPS = 30
 # Inpainting settings timed on the GPU: (label, dtype, SDPA, batch, compiled channels-last UNet).
 # The first is diffusers' default execution; compiled settings come last (compilation stays).
@@ -340,11 +350,67 @@ def phase_inpaint(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_predict(opts: argparse.Namespace) -> dict[str, Any]:
-    try:
-        from anomalyvfm import Detector  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return {"skipped": "anomalyvfm has no Detector (deployment API) yet: nothing to time"}
-    raise RuntimeError("Detector exists: add its predict and export timing to this phase")
+    """Deployment: ``Detector.predict`` of the fit checkpoint (bf16 at batch 32 on CUDA), then
+    the exported ONNX file (onnxruntime) against the same detector in PyTorch (fp32)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from anomalyvfm import Detector
+    from anomalyvfm.deploy.export import DeployedDetector
+
+    speed = _load_script("predict_speed")
+    ckpt = _fit_checkpoint(opts)
+    device = "cuda" if _cuda() else "cpu"
+    precision = "bf16" if device == "cuda" else "32"
+    count, batch = (8, 4) if opts.dry else (320, 32)
+    detector = Detector.from_checkpoint(ckpt, "cpu")
+    size = detector.image_size
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+    out: dict[str, Any] = {"device": device, "precision": precision, "batch": batch}
+    out["predict_images_per_s"] = speed.measure(ckpt, device, precision, images, batch)
+    out["predict_input"] = f"{count} uint8 images of {size}x{size} (in memory)"
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        deployed = DeployedDetector(detector.model).to(device)
+        ref_score, _, ref_map, _ = (t.float().cpu().numpy() for t in deployed(x.to(device)))
+    out["reference"] = f"DeployedDetector in PyTorch, fp32 on {device}"
+    # .pt2 needs only torch, so it runs on the GPU machine as carried; ONNX needs the onnx and
+    # onnxscript exporter packages, which that machine lacks (over the carry limit as wheels).
+    formats = ["pt2"] + (["onnx"] if importlib.util.find_spec("onnxscript") else [])
+    if "onnx" not in formats:
+        out["onnx"] = "skipped: onnx/onnxscript not installed here (the exporter needs them)"
+    for fmt in formats:
+        path = opts.work / f"detector.{fmt}"
+        start = time.perf_counter()
+        detector.export(path)
+        rec: dict[str, Any] = {"export_seconds": time.perf_counter() - start}
+        rec["mb"] = path.stat().st_size / 2**20
+        start = time.perf_counter()
+        if fmt == "pt2":
+            program = torch.export.load(str(path))
+            if device == "cuda":
+                from torch.export.passes import move_to_device_pass
+
+                program = move_to_device_pass(program, "cuda")
+            with torch.no_grad():
+                res = program.module()(x.to(device))
+            score, amap = (t.float().cpu().numpy() for t in (res[0], res[2]))
+            rec["device"] = device
+        else:
+            available = ort.get_available_providers()
+            wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
+            session = ort.InferenceSession(
+                str(path), providers=[p for p in wanted if p in available]
+            )
+            score, _, amap, _ = session.run(None, {"images": x.numpy()})
+            rec["providers"] = session.get_providers()
+        rec["run_seconds"] = time.perf_counter() - start
+        rec["score_max_abs_diff"] = float(np.abs(score - ref_score).max())
+        rec["map_max_abs_diff"] = float(np.abs(amap - ref_map).max())
+        out[fmt] = rec
+    return out
 
 
 PHASE_FUNCS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -447,6 +513,18 @@ def summary(results: dict[str, Any]) -> str:
                 f", cuda {cuda['seconds']:.2f} s, |diff| {aupro['abs_difference']:.1e}"
                 if cuda
                 else ""
+            )
+        )
+    pred = p.get("predict", {})
+    if "predict_images_per_s" in pred:
+        lines.append(
+            f"  predict {pred['precision']} batch {pred['batch']}: "
+            f"{pred['predict_images_per_s']:.1f} img/s"
+            + "".join(
+                f", {fmt} |diff| score {pred[fmt]['score_max_abs_diff']:.1e} "
+                f"map {pred[fmt]['map_max_abs_diff']:.1e}"
+                for fmt in ("pt2", "onnx")
+                if isinstance(pred.get(fmt), dict)
             )
         )
     for row in p.get("inpaint", {}).get("settings", []):

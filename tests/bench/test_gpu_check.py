@@ -37,7 +37,7 @@ def test_gpu_check_dry_runs_every_phase(tmp_path: Path) -> None:
     assert "GPU check (dry, CPU)" in proc.stdout
     results = json.loads((out / "gpu_check.json").read_text())
     phases = results["phases"]
-    assert list(phases) == ["env", "aupro", "fit", "test", "bench", "inpaint", "predict"]
+    assert list(phases) == ["env", "aupro", "fit", "test", "predict", "bench", "inpaint"]
     assert {name: rec["status"] for name, rec in phases.items()} == dict.fromkeys(phases, "ok")
     log = (out / "gpu_check.log").read_text()
     assert "===== phase fit" in log and "python -m anomalyvfm fit" in phases["fit"]["command"]
@@ -59,7 +59,13 @@ def test_gpu_check_dry_runs_every_phase(tmp_path: Path) -> None:
     # inpainting: the defaults and the bf16 settings timed; compilation is CUDA-only.
     rates = [row["images_per_s"] for row in phases["inpaint"]["settings"]]
     assert all(r > 0 for r in rates[:3]) and rates[3] is None
-    assert "skipped" in phases["predict"]
+    # predict: the fit checkpoint scored by Detector.predict, and exported to .pt2 and ONNX
+    # (the exporter packages are installed here) with the files' outputs equal to PyTorch's.
+    predict = phases["predict"]
+    assert predict["predict_images_per_s"] > 0 and predict["precision"] == "32"
+    for fmt in ("pt2", "onnx"):
+        assert predict[fmt]["mb"] > 0
+        assert predict[fmt]["score_max_abs_diff"] < 1e-4 and predict[fmt]["map_max_abs_diff"] < 1e-4
 
 
 def test_gpu_check_refuses_a_data_folder_without_the_datasets(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_deployed_detector_equals_predict_at_the_model_size(image_score: str, pa
     torch.testing.assert_close(score, ref.pred_score, atol=1e-5, rtol=0)
     torch.testing.assert_close(amap, ref.anomaly_map, atol=1e-5, rtol=0)
     assert amap.dtype == torch.float32 and amap.shape == (3, SIZE, SIZE)
-    assert torch.equal(label, score >= 0.5) and torch.equal(mask, amap >= 0.5)
+    assert torch.equal(label, score > 0.5) and torch.equal(mask, amap > 0.5)
 
 
 def test_deployed_detector_resizes_any_input() -> None:
@@ -244,8 +244,8 @@ def test_exported_file_matches_pytorch_without_the_package(
         np.testing.assert_allclose(score, ref_score.numpy(), atol=1e-4, rtol=0)
         np.testing.assert_allclose(amap, ref_map.numpy(), atol=1e-4, rtol=0)
         assert label.dtype == np.bool_ and mask.dtype == np.bool_
-        np.testing.assert_array_equal(label, score >= np.float32(image_thr))
-        np.testing.assert_array_equal(mask, amap >= np.float32(pixel_thr))
+        np.testing.assert_array_equal(label, score > np.float32(image_thr))
+        np.testing.assert_array_equal(mask, amap > np.float32(pixel_thr))
         labels.append(label)
         masks.append(mask.ravel())
     assert 0 < np.concatenate(labels).mean() < 1 and 0 < np.concatenate(masks).mean() < 1
