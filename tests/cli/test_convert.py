@@ -6,8 +6,13 @@ are wrapped by their DoRA modules: the original linear under ``layer.``, ``lora_
 ``lora_B_q``, ``lora_A_v``, ``lora_B_v``, ``mag_q``, ``mag_v`` on qkv and ``lora_A``,
 ``lora_B``, ``magnitude`` on proj), their ``SimpleDecoder`` (``bot.conv1``, ``bot.bn1``, ...,
 ``blocks.0.*``, ``final``, ``final_conf``) and ``SimplePredictor`` (``lin``), in the dict their
-``train.py`` saves. Tiny sizes of the real architecture, random weights. The converted model's
-outputs are checked against a forward written here from those tensors with their formulas.
+``train.py`` saves. Likewise a RADIO v2.5 release (their torch.hub layout, fused qkv) and CLIP
+and SigLIP 2 releases in their Hugging Face upload (a transformers vision tower whose
+``q_proj``/``v_proj``/``out_proj`` are wrapped). Tiny sizes of the real architecture, random
+weights. The converted model's outputs are checked against a forward written here from those
+tensors with their formulas (the transformers models themselves for CLIP and SigLIP 2), and the
+converted checkpoints are evaluated with ``anomalyvfm test``, with the recipe config of their
+backbone where one exists, shrunk to the tiny size.
 """
 
 from __future__ import annotations
@@ -541,3 +546,146 @@ def test_converted_radio_evaluates_with_the_radio_recipe(tmp_path: Path, mvtec_r
     kwargs = {**ARCH, "init_values": 0}
     recipe = f"--config={CONFIGS / 'anomalyvfm_radio.yaml'}"
     _evaluates(tmp_path, out, mvtec_root, recipe, *_recipe_overrides(kwargs, 64))
+
+
+def _transformers_release(
+    folder: Path, family: str, hf: torch.nn.Module, seed: int
+) -> dict[str, dict[str, Tensor]]:
+    """A CLIP or SigLIP 2 release in their Hugging Face upload: the transformers vision tower
+    (random weights) whose q_proj, v_proj and out_proj their code wraps in DoRA (SigLIP 2's
+    pooling head's out_proj included), their decoder and head, and config.json."""
+    gen = torch.Generator().manual_seed(seed)
+    state = _perturbed(hf, gen)
+    backbone = _dora_release(state, ("q_proj", "v_proj", "out_proj"), gen, RECIPE_RANK)
+    decoder, predictor = _head_tensors(gen, ARCH["embed_dim"], ARCH["embed_dim"])
+    saved = {
+        "model_state_dict": backbone,
+        "decoder_state_dict": decoder,
+        "predictor_state_dict": predictor,
+    }
+    size = hf.config.image_size if family == "clip" else 64
+    config = {"model_name": family, "image_size": size, "peft_type": "dora"}
+    _save_hf(folder, saved, {**config, "peft_rank": RECIPE_RANK})
+    return saved
+
+
+@pytest.mark.slow  # about 20 s: the converter and a tiny test run as subprocesses
+def test_siglip2_release_converts_evaluates_and_computes_their_outputs(
+    tmp_path: Path, mvtec_root: Path
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    d = ARCH["embed_dim"]
+    config = transformers.Siglip2VisionConfig(
+        hidden_size=d,
+        intermediate_size=2 * d,
+        num_hidden_layers=ARCH["depth"],
+        num_attention_heads=ARCH["num_heads"],
+        num_patches=256,  # the real model's 16 x 16 position grid, resized to the 4 x 4 input
+        patch_size=16,
+    )
+    torch.manual_seed(0)
+    saved = _transformers_release(
+        tmp_path / "hf", "siglip2", transformers.Siglip2VisionModel(config), 1
+    )
+    backbone = saved["model_state_dict"]
+    assert "net.head.attention.out_proj.magnitude" in backbone  # wrapped, though never used
+    out = tmp_path / "siglip2.ckpt"
+    kwargs = {**ARCH, "mlp_ratio": 2.0}
+    proc = _converter(
+        tmp_path,
+        str(tmp_path / "hf"),
+        str(out),
+        f"--model-kwargs={json.dumps(kwargs)}",
+        f"--backbone-weights={tmp_path / 'siglip2_backbone.pth'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"dora rank {RECIPE_RANK}" in proc.stdout
+
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    hp, state = ckpt["hyper_parameters"]["backbone"], ckpt["state_dict"]
+    assert hp["name"] == "naflexvit_so400m_patch16_siglip.v2_webli"
+    assert (hp["summary"], hp["norm"], ckpt["hyper_parameters"]["image_size"]) == ("head", True, 64)
+    layer = "net.encoder.layers.1.self_attn"
+    assert torch.equal(
+        state["model.backbone.model.blocks.1.attn.qkv.lora_B.1"], backbone[f"{layer}.v_proj.lora_B"]
+    )
+    assert torch.equal(
+        state["model.backbone.model.blocks.1.attn.proj.magnitude.0"],
+        backbone[f"{layer}.out_proj.magnitude"],
+    )
+    assert not any("attn_pool" in k for k in state)  # the pooling head stays frozen
+    task = _checkpoint_matches(out, saved)
+
+    # Their forward: transformers' SigLIP 2 with the DoRA updates merged (the pooling head's
+    # out_proj is read unadapted by nn.MultiheadAttention), fed the patchified image.
+    reference = transformers.Siglip2VisionModel(config)
+    merged = _merged(backbone, RECIPE_RANK, skip=("head.attention.out_proj",))
+    reference.load_state_dict(merged)
+    reference.eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    x = ((images - 0.5) / 0.5).reshape(2, 3, 4, 16, 4, 16).permute(0, 2, 4, 3, 5, 1)
+    with torch.no_grad():
+        ref = reference(
+            pixel_values=x.reshape(2, 16, 16 * 16 * 3),
+            pixel_attention_mask=torch.ones(2, 16, dtype=torch.long),
+            spatial_shapes=torch.tensor([[4, 4], [4, 4]]),
+        )
+        ours = task.model(images)
+    mask, score = _their_head(saved, ref.last_hidden_state, ref.pooler_output)
+    assert torch.allclose(ours.anomaly_logits, mask, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(ours.image_logits, score, atol=1e-4, rtol=1e-4)
+
+    recipe = f"--config={CONFIGS / 'anomalyvfm_siglip2.yaml'}"
+    _evaluates(tmp_path, out, mvtec_root, recipe, *_recipe_overrides(kwargs, 64))
+
+
+@pytest.mark.slow  # about 20 s: the converter and a tiny test run as subprocesses
+def test_clip_release_converts_and_evaluates_with_the_clip_recipe(
+    tmp_path: Path, mvtec_root: Path
+) -> None:
+    """The CLIP recipe names the model the converted checkpoint holds (QuickGELU, no final
+    norm): testing it with that config needs only the tiny model's size."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CLIPVisionConfig(
+        hidden_size=ARCH["embed_dim"],
+        intermediate_size=4 * ARCH["embed_dim"],
+        num_hidden_layers=ARCH["depth"],
+        num_attention_heads=ARCH["num_heads"],
+        image_size=SIZE,
+        patch_size=14,
+        hidden_act="quick_gelu",
+    )
+    torch.manual_seed(0)
+    saved = _transformers_release(tmp_path / "hf", "clip", transformers.CLIPVisionModel(config), 2)
+    out = tmp_path / "clip.ckpt"
+    proc = _converter(
+        tmp_path,
+        str(tmp_path / "hf"),
+        str(out),
+        f"--model-kwargs={json.dumps(ARCH)}",
+        f"--backbone-weights={tmp_path / 'clip_backbone.pth'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hp = torch.load(out, map_location="cpu", weights_only=True)["hyper_parameters"]["backbone"]
+    assert hp["name"] == "vit_large_patch14_clip_quickgelu_336.openai"
+    assert (hp["summary"], hp["norm"]) == ("cls", False)
+    task = _checkpoint_matches(out, saved)
+
+    # Their forward: transformers' CLIP tower with the DoRA updates merged; last_hidden_state
+    # (no final norm), class token to the head.
+    reference = transformers.CLIPVisionModel(config)
+    reference.load_state_dict(_merged(saved["model_state_dict"], RECIPE_RANK))
+    reference.eval()
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        tokens = reference(pixel_values=(images - mean) / std).last_hidden_state
+        ours = task.model(images)
+    mask, score = _their_head(saved, tokens[:, 1:], tokens[:, 0])
+    assert torch.allclose(ours.anomaly_logits, mask, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(ours.image_logits, score, atol=1e-4, rtol=1e-4)
+
+    kwargs = {**ARCH, "num_classes": 0}
+    recipe = f"--config={CONFIGS / 'anomalyvfm_clip.yaml'}"
+    _evaluates(tmp_path, out, mvtec_root, recipe, *_recipe_overrides(kwargs, SIZE))
