@@ -416,6 +416,16 @@ def convert(
         decoder=DecoderConfig(num_up_blocks=num_up_blocks),
         image_size=size,
     )
+    # RADIO stores its input normalisation; the backbone normalises with timm's mean and std.
+    wrapper: Any = task.model.backbone
+    for name, ours_norm in (("mean", wrapper.mean), ("std", wrapper.std)):
+        stored = released.backbone.get(f"net.input_conditioner.norm_{name}")
+        if stored is not None and not torch.allclose(stored.flatten(), ours_norm.flatten()):
+            raise _fail(
+                path,
+                f"its input normalisation {name} {stored.flatten().tolist()} differs from "
+                f"{config.name}'s {ours_norm.flatten().tolist()}",
+            )
     # The frozen backbone's source in the written options: timm's pretrained weights, or the
     # released file's own backbone, written to ``weights_out``.
     if weights_out is not None:

@@ -38,6 +38,8 @@ from tests.helpers import TINY, child_env
 ARCH = {"depth": 2, "embed_dim": 64, "num_heads": 2}  # their GroupNorm(32, .) needs 64 wide
 SIZE, RANK, SCALE = 56, 4, 1.0 / 4  # their alpha is 1: scale alpha / rank
 CONFIGS = REPO / "experiments" / "configs"
+CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 
 
 def _backbone_tensors(gen: torch.Generator) -> dict[str, Tensor]:
@@ -449,8 +451,9 @@ def _radio_file(path: Path, rank: int) -> dict[str, dict[str, Tensor]]:
             state[f"{pre}{name}.weight"], state[f"{pre}{name}.bias"] = weight, rand(shape[0])
     backbone = _dora_release(state, ("attn.proj",), gen, rank)
     backbone["net.summary_idxs"] = torch.tensor([0, 1, 2])
-    backbone["net.input_conditioner.norm_mean"] = torch.rand(3, 1, 1)
-    backbone["net.input_conditioner.norm_std"] = torch.rand(3, 1, 1)
+    # RADIO's input normalisation: OpenAI CLIP's mean and std, as timm's C-RADIO.
+    backbone["net.input_conditioner.norm_mean"] = CLIP_MEAN.view(3, 1, 1).clone()
+    backbone["net.input_conditioner.norm_std"] = CLIP_STD.view(3, 1, 1).clone()
     for i in range(ARCH["depth"]):  # their fused-qkv DoRA: q and v slices
         qkv = f"net.model.blocks.{i}.attn.qkv"
         backbone[f"{qkv}.layer.weight"] = backbone.pop(f"{qkv}.weight")
@@ -479,6 +482,17 @@ def test_radio_release_converts_and_computes_their_outputs(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="radio: the released model's backbone is RADIO v2.5-L"):
         convert(tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, **options)
     weights = tmp_path / "radio_backbone.pth"
+    other = {**saved, "model_state_dict": dict(backbone)}
+    other["model_state_dict"]["net.input_conditioner.norm_std"] = torch.ones(3, 1, 1)
+    torch.save(other, tmp_path / "other.pkl")
+    with pytest.raises(ValueError, match=r"other.pkl: its input normalisation std \[1.0, 1.0"):
+        convert(
+            tmp_path / "other.pkl",
+            tmp_path / "o.ckpt",
+            **options,
+            image_size=64,
+            weights_out=weights,
+        )
     ckpt = convert(
         tmp_path / "radio.pkl", tmp_path / "r.ckpt", image_size=64, weights_out=weights, **options
     )
@@ -677,10 +691,8 @@ def test_clip_release_converts_and_evaluates_with_the_clip_recipe(
     reference.load_state_dict(_merged(saved["model_state_dict"], RECIPE_RANK))
     reference.eval()
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
     with torch.no_grad():
-        tokens = reference(pixel_values=(images - mean) / std).last_hidden_state
+        tokens = reference(pixel_values=(images - CLIP_MEAN) / CLIP_STD).last_hidden_state
         ours = task.model(images)
     mask, score = _their_head(saved, tokens[:, 1:], tokens[:, 0])
     assert torch.allclose(ours.anomaly_logits, mask, atol=1e-4, rtol=1e-4)
