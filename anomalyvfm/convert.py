@@ -19,8 +19,9 @@ checkpoint ``fit`` writes (Lightning format, only the trained weights, the model
 hyper-parameters), so ``anomalyvfm test --ckpt_path converted.ckpt`` evaluates it. The frozen
 backbone is rebuilt from timm's pretrained weights of the same model, or, with
 ``--backbone-weights``, from the released file's own backbone tensors (written to that file and
-read through timm's checkpoint filters). Which released backbones this can reproduce is
-explained in docs/method.md ("Using the authors' released models").
+read through timm's checkpoint filters; the transformers layout of the CLIP and SigLIP 2
+releases is renamed to timm's here). What each released backbone becomes is explained in
+docs/method.md ("Using the authors' released models").
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,13 @@ class Family:
         norm: whether the released features pass the final norm (``backbone.norm``).
         adapter_pattern: regex of an adapter tensor: groups (block, module, tensor name).
         weights_prefix: the backbone weights' prefix as timm's checkpoint filter reads them
-            (replacing ``net.``); None when the file's backbone layout is not timm-readable.
+            (replacing ``net.``), for layouts timm reads.
+        to_timm: renames a transformers-layout backbone (``net.`` stripped) to timm's names;
+            None for layouts timm reads (``weights_prefix``).
         model_kwargs: timm keyword arguments that make timm's model the released architecture.
-        extra_backbone: further backbone options written into the hyper-parameters.
+        summary_tokens: how many leading summary tokens the image head reads (None: all).
+        unused_adapters: regex of adapter tensors the released model holds but its forward never
+            reads; left out.
     """
 
     timm_name: str
@@ -62,9 +67,11 @@ class Family:
     summary: str
     norm: bool
     adapter_pattern: str
-    weights_prefix: str | None
+    weights_prefix: str = ""
+    to_timm: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    extra_backbone: dict[str, Any] = field(default_factory=dict)
+    summary_tokens: int | None = None
+    unused_adapters: str | None = None
 
 
 _FUSED = (
@@ -73,15 +80,90 @@ _FUSED = (
 )
 _SPLIT = r"encoder\.layers\.(\d+)\.self_attn\.(q_proj|v_proj|out_proj)\.(lora_A|lora_B|magnitude)"
 
+
+def transformers_encoder_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The transformer blocks and final norm of a transformers CLIP / SigLIP 2 vision model as
+    timm block weights (both libraries' encoders share one layout; q, k, v fused)."""
+    out = {f"norm.{p}": hf[f"post_layernorm.{p}"] for p in ("weight", "bias")}
+    depth = 1 + max(int(k.split(".")[2]) for k in hf if k.startswith("encoder.layers."))
+    pairs = (
+        ("self_attn.out_proj", "attn.proj"),
+        ("layer_norm1", "norm1"),
+        ("layer_norm2", "norm2"),
+        ("mlp.fc1", "mlp.fc1"),
+        ("mlp.fc2", "mlp.fc2"),
+    )
+    for i in range(depth):
+        src, dst = f"encoder.layers.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            out[f"{dst}attn.qkv.{p}"] = torch.cat(
+                [hf[f"{src}self_attn.{n}_proj.{p}"] for n in "qkv"]
+            )
+            for a, b in pairs:
+                out[f"{dst}{b}.{p}"] = hf[f"{src}{a}.{p}"]
+    return out
+
+
+def transformers_clip_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """transformers ``CLIPVisionTransformer`` weights as timm ``VisionTransformer`` (CLIP) weights
+    (no projection head: the vision tower has none, so the timm model takes ``num_classes: 0``)."""
+    out = transformers_encoder_to_timm(hf)
+    out["cls_token"] = hf["embeddings.class_embedding"].view(1, 1, -1)
+    out["pos_embed"] = hf["embeddings.position_embedding.weight"].unsqueeze(0)
+    out["patch_embed.proj.weight"] = hf["embeddings.patch_embedding.weight"]
+    for p in ("weight", "bias"):
+        out[f"norm_pre.{p}"] = hf[f"pre_layrnorm.{p}"]
+    return out
+
+
+def transformers_siglip2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """transformers ``Siglip2VisionTransformer`` weights as timm ``NaFlexVit`` weights."""
+    out = transformers_encoder_to_timm(hf)
+    pos = hf["embeddings.position_embedding.weight"]
+    side = int(pos.shape[0] ** 0.5)
+    out["embeds.pos_embed"] = pos.reshape(1, side, side, -1)
+    width = pos.shape[1]
+    for p in ("weight", "bias"):
+        # Both flatten a patch as (row, col, channel).
+        out[f"embeds.proj.{p}"] = hf[f"embeddings.patch_embedding.{p}"]
+        out[f"attn_pool.q.{p}"] = hf[f"head.attention.in_proj_{p}"][:width]
+        out[f"attn_pool.kv.{p}"] = hf[f"head.attention.in_proj_{p}"][width:]
+        out[f"attn_pool.proj.{p}"] = hf[f"head.attention.out_proj.{p}"]
+        out[f"attn_pool.norm.{p}"] = hf[f"head.layernorm.{p}"]
+        for fc in ("fc1", "fc2"):
+            out[f"attn_pool.mlp.{fc}.{p}"] = hf[f"head.mlp.{fc}.{p}"]
+    out["attn_pool.latent"] = hf["head.probe"]
+    return out
+
+
 FAMILY_SPECS = {
     # torch.hub facebookresearch/dinov2 dinov2_vitl14_reg: timm holds the same weights.
-    "dinov2": Family(
-        "vit_large_patch14_reg4_dinov2.lvd142m", 672, "cls", True, rf"net\.{_FUSED}", ""
-    ),
+    "dinov2": Family("vit_large_patch14_reg4_dinov2.lvd142m", 672, "cls", True, rf"net\.{_FUSED}"),
     # transformers' openai/clip-vit-large-patch14-336 vision tower: QuickGELU, and the released
-    # model reads the last hidden state (no final norm) for patches and the class token.
+    # model reads the last hidden state (no final norm) for patches and the class token. The
+    # tower has no projection head (num_classes 0).
     "clip": Family(
-        "vit_large_patch14_clip_quickgelu_336.openai", 672, "cls", False, rf"net\.{_SPLIT}", None
+        "vit_large_patch14_clip_quickgelu_336.openai",
+        672,
+        "cls",
+        False,
+        rf"net\.{_SPLIT}",
+        to_timm=transformers_clip_to_timm,
+        model_kwargs={"num_classes": 0},
+    ),
+    # transformers' google/siglip2-so400m-patch16-naflex vision tower (timm's NaFlexVit, the
+    # same model), fed the full grid of patches: patches from last_hidden_state (after the final
+    # norm), image score from pooler_output (the attention-pooling head). Their adapters wrap
+    # every q_proj/v_proj/out_proj, the pooling head's out_proj too; but nn.MultiheadAttention
+    # reads out_proj.weight, which their wrapper returns unadapted, so those never act.
+    "siglip2": Family(
+        "naflexvit_so400m_patch16_siglip.v2_webli",
+        768,
+        "head",
+        True,
+        rf"net\.{_SPLIT}",
+        to_timm=transformers_siglip2_to_timm,
+        unused_adapters=r"net\.head\.attention\.out_proj\.(lora_A|lora_B|magnitude)",
     ),
     # RADIO v2.5-L (torch.hub NVlabs/RADIO, not in timm): timm's C-RADIO v3 ViT-L without its
     # layer scale (init_values 0) is its architecture, and timm reads RADIO's checkpoint layout
@@ -89,12 +171,12 @@ FAMILY_SPECS = {
     "radio": Family(
         "vit_large_patch16_radio_v3.c_radio",
         768,
-        "cls",
+        "prefix",
         True,
         rf"net\.model\.{_FUSED}",
         "radio_model.",
-        {"init_values": 0},
-        {"summary_tokens": 3},
+        model_kwargs={"init_values": 0},
+        summary_tokens=3,
     ),
 }
 
@@ -210,13 +292,6 @@ def infer_family(released: Released) -> str:
 
 
 def _family_spec(family: str, path: Path) -> Family:
-    if family == "siglip2":
-        raise _fail(
-            path,
-            "siglip2: the released model's backbone (SigLIP 2 So400m/16 NaFlex, transformers) "
-            "is not readable by this package's backbone wrapper, and the fixed-size stand-in of "
-            "the siglip2 recipe has other weights; see docs/method.md",
-        )
     if family not in FAMILY_SPECS:
         raise _fail(path, f"backbone {family!r} is not one of the released {list(FAMILIES)}")
     return FAMILY_SPECS[family]
@@ -225,8 +300,11 @@ def _family_spec(family: str, path: Path) -> Family:
 def map_adapters(released: Released, spec: Family) -> tuple[dict[str, Tensor], str, int]:
     """Their adapter tensors under our names; the adapter type (``dora``/``lora``) and rank."""
     pattern = re.compile(spec.adapter_pattern)
+    unused = re.compile(spec.unused_adapters or "(?!)")
     out: dict[str, Tensor] = {}
     for key, value in released.backbone.items():
+        if unused.fullmatch(key):
+            continue
         match = pattern.fullmatch(key)
         if match is None:
             if _ADAPTER_NAMES.search(key):
@@ -270,22 +348,20 @@ def map_head(released: Released) -> tuple[dict[str, Tensor], int]:
     return out, len(blocks)
 
 
-def backbone_weights(released: Released, spec: Family, family: str) -> dict[str, Tensor]:
-    """The released file's frozen backbone tensors, in the layout timm's checkpoint filter reads
-    (adapter tensors left out, wrapped layers unwrapped)."""
-    if spec.weights_prefix is None:
-        raise _fail(
-            released.path,
-            f"--backbone-weights: the {family} backbone is stored in the transformers layout, "
-            "which timm does not read; leave the option out (timm's pretrained weights of the "
-            "same model are used)",
-        )
-    out = {}
+def backbone_weights(released: Released, spec: Family) -> dict[str, Tensor]:
+    """The released file's frozen backbone tensors, in a layout timm's checkpoint filter reads
+    (adapter tensors left out, wrapped layers unwrapped, transformers names renamed)."""
+    plain = {}
     for key, value in released.backbone.items():
         if not key.startswith("net.") or _ADAPTER_NAMES.search(key):
             continue
-        out[spec.weights_prefix + key[len("net.") :].replace(".layer.", ".")] = value
-    return out
+        plain[key[len("net.") :].replace(".layer.", ".")] = value
+    if spec.to_timm is not None:
+        try:
+            return spec.to_timm(plain)
+        except KeyError as exc:
+            raise _fail(released.path, f"--backbone-weights: no backbone tensor {exc}") from exc
+    return {spec.weights_prefix + k: v for k, v in plain.items()}
 
 
 def convert(
@@ -330,6 +406,7 @@ def convert(
         name=timm_name or spec.timm_name,
         pretrained=False,  # the shapes only: nothing is downloaded
         summary=spec.summary,  # type: ignore[arg-type]
+        summary_tokens=spec.summary_tokens,
         norm=spec.norm,
         model_kwargs={**spec.model_kwargs, **(model_kwargs or {})},
     )
@@ -339,20 +416,26 @@ def convert(
         decoder=DecoderConfig(num_up_blocks=num_up_blocks),
         image_size=size,
     )
+    # RADIO stores its input normalisation; the backbone normalises with timm's mean and std.
+    wrapper: Any = task.model.backbone
+    for name, ours_norm in (("mean", wrapper.mean), ("std", wrapper.std)):
+        stored = released.backbone.get(f"net.input_conditioner.norm_{name}")
+        if stored is not None and not torch.allclose(stored.flatten(), ours_norm.flatten()):
+            raise _fail(
+                path,
+                f"its input normalisation {name} {stored.flatten().tolist()} differs from "
+                f"{config.name}'s {ours_norm.flatten().tolist()}",
+            )
     # The frozen backbone's source in the written options: timm's pretrained weights, or the
     # released file's own backbone, written to ``weights_out``.
     if weights_out is not None:
-        weights = backbone_weights(released, spec, family)
+        weights = backbone_weights(released, spec)
         config.checkpoint_path = str(Path(weights_out).expanduser().resolve())
     else:
         config.pretrained = True
     task.backbone_config = config
     ours = task.state_dict()
     mapped = {**adapters, **head}
-    if spec.extra_backbone.get("summary_tokens"):
-        # The head reads several summary tokens (an option of newer versions of this package).
-        width = task.model.backbone.width * spec.extra_backbone["summary_tokens"]
-        ours["model.image_head.weight"] = torch.empty(1, width)
     keep = task.kept_state_keys()
     for key, value in mapped.items():
         if key not in ours:
@@ -367,7 +450,7 @@ def convert(
     if missing:
         raise _fail(path, f"lacks {len(missing)} trained weights, first {missing[0]}")
     hparams = dict(task.hparams)
-    hparams["backbone"] = {**dataclasses.asdict(config), **spec.extra_backbone}
+    hparams["backbone"] = dataclasses.asdict(config)
     hparams["_class_path"] = f"{AnomalyVFM.__module__.rsplit('.', 1)[0]}.{AnomalyVFM.__name__}"
     hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
     checkpoint: dict[str, Any] = {

@@ -52,8 +52,8 @@ class FeatureDistanceFilter:
     """Anomaly masks from the feature distance between a normal image and its anomalous version.
 
     Args:
-        backbone: timm registry name of any ViT-like model with ``patch_embed`` (reference:
-            ``vit_large_patch16_dinov3.lvd1689m``).
+        backbone: timm registry name of any timm vision transformer, NaFlexVit included
+            (reference: ``vit_large_patch16_dinov3.lvd1689m``).
         pretrained: load the pretrained weights (Hugging Face hub or cache) when the model is built.
         checkpoint_path: local ``.safetensors`` / ``.pth`` weights, loaded with
             ``weights_only=True`` through timm's checkpoint filters; takes precedence over
@@ -151,11 +151,14 @@ class FeatureDistanceFilter:
             name_option="filter.init_args.backbone",
             path_option="filter.init_args.checkpoint_path",
         )
-        if not all(hasattr(model, a) for a in ("patch_embed", "blocks", "forward_intermediates")):
+        from anomalyvfm.backbones.timm_backbone import patch_embed_of
+
+        embed = patch_embed_of(model)  # patch_embed, or NaFlexVit's embeds
+        if embed is None or not all(hasattr(model, a) for a in ("blocks", "forward_intermediates")):
             raise ValueError(
                 f"filter.init_args.backbone '{self.backbone}' is not a timm vision transformer"
             )
-        patch = model.patch_embed.patch_size
+        patch = embed.patch_size
         patch = int(patch[0]) if isinstance(patch, (tuple, list)) else int(patch)
         size = max(patch, round(self.image_size / patch) * patch)
         if hasattr(model, "set_input_size") and size != self.image_size:

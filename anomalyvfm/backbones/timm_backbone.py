@@ -117,7 +117,7 @@ class Backbone(nn.Module):
                     "activation checkpointing (no set_grad_checkpointing in timm)"
                 )
             model.set_grad_checkpointing(True)
-        embed = _patch_embed(model)
+        embed = patch_embed_of(model)
         self.is_vit = hasattr(model, "forward_intermediates") and embed is not None
         cfg = model.pretrained_cfg
         mean = cfg.get("mean", (0.485, 0.456, 0.406))
@@ -278,8 +278,9 @@ def create_timm_model(config: BackboneConfig, img_size: int | None) -> nn.Module
     )
 
 
-def _patch_embed(model: nn.Module) -> Any:
-    """The patch-embedding module of a ViT (``embeds`` in NaFlexVit), None for other models."""
+def patch_embed_of(model: nn.Module) -> Any:
+    """The patch-embedding module of a ViT (``embeds`` in NaFlexVit), None for other models
+    (also read by the synthesis filter, data_synthesis/filter.py)."""
     for attr in ("patch_embed", "embeds"):
         embed = getattr(model, attr, None)
         if embed is not None and hasattr(embed, "patch_size"):

@@ -1,8 +1,9 @@
 """The recipe backbones compute the features the reference reads, checked on tiny models.
 
 * CLIP: the reference reads Hugging Face ``CLIPVisionModel.last_hidden_state`` (QuickGELU, no
-  final LayerNorm); a tiny random HF model's weights, converted to timm's QuickGELU CLIP ViT,
-  give the same tokens through :class:`Backbone` with ``norm: false``.
+  final LayerNorm); a tiny random HF model's weights, renamed to timm's QuickGELU CLIP ViT (by
+  :mod:`anomalyvfm.convert`, which does so for the released models), give the same tokens
+  through :class:`Backbone` with ``norm: false``.
 * SigLIP 2 NaFlex: the reference feeds Hugging Face ``Siglip2VisionModel`` pre-patchified
   patches with their grid shape; a tiny random one, converted to timm's NaFlexVit, gives the same
   ``last_hidden_state`` and ``pooler_output`` through :class:`Backbone`. So does timm's own NaFlex
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from anomalyvfm.backbones.timm_backbone import Backbone, BackboneConfig
+from anomalyvfm.convert import transformers_clip_to_timm, transformers_siglip2_to_timm
 from tests.conftest import TINY_VIT
 
 CLIP = "vit_large_patch14_clip_quickgelu_336"
@@ -28,59 +30,6 @@ RADIO = "vit_large_patch16_radio_v3"
 # The normalisations the reference's transforms apply (OpenAI CLIP, SigLIP).
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-
-
-def hf_encoder_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The transformer blocks and final norm of a Hugging Face CLIP / SigLIP 2 vision model as
-    timm block weights (both libraries' encoders share one layout)."""
-    out = {f"norm.{p}": hf[f"post_layernorm.{p}"] for p in ("weight", "bias")}
-    depth = 1 + max(int(k.split(".")[2]) for k in hf if k.startswith("encoder.layers."))
-    for i in range(depth):
-        src, dst = f"encoder.layers.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            qkv = [hf[f"{src}self_attn.{n}_proj.{p}"] for n in "qkv"]
-            out[f"{dst}attn.qkv.{p}"] = torch.cat(qkv)
-            pairs = (
-                ("self_attn.out_proj", "attn.proj"),
-                ("layer_norm1", "norm1"),
-                ("layer_norm2", "norm2"),
-                ("mlp.fc1", "mlp.fc1"),
-                ("mlp.fc2", "mlp.fc2"),
-            )
-            for a, b in pairs:
-                out[f"{dst}{b}.{p}"] = hf[f"{src}{a}.{p}"]
-    return out
-
-
-def hf_clip_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Hugging Face ``CLIPVisionModel`` weights as timm ``VisionTransformer`` (CLIP) weights."""
-    out = hf_encoder_to_timm(hf)
-    out["cls_token"] = hf["embeddings.class_embedding"].view(1, 1, -1)
-    out["pos_embed"] = hf["embeddings.position_embedding.weight"].unsqueeze(0)
-    out["patch_embed.proj.weight"] = hf["embeddings.patch_embedding.weight"]
-    for p in ("weight", "bias"):
-        out[f"norm_pre.{p}"] = hf[f"pre_layrnorm.{p}"]
-    return out
-
-
-def hf_siglip2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Hugging Face ``Siglip2VisionModel`` weights as timm ``NaFlexVit`` weights."""
-    out = hf_encoder_to_timm(hf)
-    pos = hf["embeddings.position_embedding.weight"]
-    side = int(pos.shape[0] ** 0.5)
-    out["embeds.pos_embed"] = pos.reshape(1, side, side, -1)
-    width = pos.shape[1]
-    for p in ("weight", "bias"):
-        # Both take patches flattened as (row, col, channel).
-        out[f"embeds.proj.{p}"] = hf[f"embeddings.patch_embedding.{p}"]
-        out[f"attn_pool.q.{p}"] = hf[f"head.attention.in_proj_{p}"][:width]
-        out[f"attn_pool.kv.{p}"] = hf[f"head.attention.in_proj_{p}"][width:]
-        out[f"attn_pool.proj.{p}"] = hf[f"head.attention.out_proj.{p}"]
-        out[f"attn_pool.norm.{p}"] = hf[f"head.layernorm.{p}"]
-        for fc in ("fc1", "fc2"):
-            out[f"attn_pool.mlp.{fc}.{p}"] = hf[f"head.mlp.{fc}.{p}"]
-    out["attn_pool.latent"] = hf["head.probe"]
-    return out
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -125,7 +74,7 @@ def test_clip_features_equal_hugging_face_last_hidden_state(tmp_path: Path) -> N
     )
     hf = perturbed(transformers.CLIPVisionModel(config))
     path = tmp_path / "clip.safetensors"
-    save_file(hf_clip_to_timm(hf.state_dict()), path)
+    save_file(transformers_clip_to_timm(hf.state_dict()), path)
 
     images = torch.rand(2, 3, 56, 56)
     with torch.no_grad():
@@ -190,7 +139,7 @@ def test_naflex_siglip_equals_hugging_face_siglip2(tmp_path: Path) -> None:
     )
     hf = perturbed(transformers.Siglip2VisionModel(config))
     path = tmp_path / "siglip2.safetensors"
-    save_file(hf_siglip2_to_timm(hf.state_dict()), path)
+    save_file(transformers_siglip2_to_timm(hf.state_dict()), path)
     kwargs = dict(TINY_VIT, mlp_ratio=2.0)
     cfg = BackboneConfig(NAFLEX, checkpoint_path=str(path), model_kwargs=kwargs)
     bb = Backbone(cfg, img_size=64).eval()

@@ -205,3 +205,23 @@ def test_feature_upsampling_equals_interpolate_then_cosine(grid, size) -> None:
     )
     expected = F.cosine_similarity(ua, ub, dim=0)
     torch.testing.assert_close(upsampled_cosine(fa, fb, size), expected, atol=2e-6, rtol=0)
+
+
+def test_naflexvit_backbone_is_read_through_its_embeds_module() -> None:
+    """NaFlexVit (SigLIP 2 NaFlex) keeps its patch embedding under ``embeds``: the filter reads
+    its patch size there, as the training backbone wrapper does, and compares its tokens."""
+    torch.manual_seed(0)
+    filt = FeatureDistanceFilter(
+        "naflexvit_so400m_patch16_siglip",
+        pretrained=False,
+        model_kwargs=TINY_VIT,
+        image_size=70,
+        device="cpu",
+        threshold=0.0,
+    )
+    assert not hasattr(filt.model, "patch_embed") and filt.input_size == 64
+    normal, anomalous, box = defect_pair(3)
+    res = filt(normal, anomalous, box)
+    same = filt(normal, normal.copy(), box)
+    assert float(np.abs(same.distance).max()) < 1e-5
+    assert res.kept and res.distance[box > 0].mean() > res.distance[box == 0].mean()
