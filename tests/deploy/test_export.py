@@ -48,7 +48,8 @@ class Blocker:
 
 
 sys.meta_path.insert(0, Blocker())
-sys.path = [p for p in sys.path if p not in ("", ".") and not p.startswith(sys.argv[4])]
+# The repository root goes (an editable install puts it there); its .venv, if any, stays.
+sys.path = [p for p in sys.path if p not in ("", ".") and p.rstrip("/") != sys.argv[4]]
 import json
 import numpy as np
 

@@ -8,6 +8,12 @@
   patches with their grid shape; a tiny random one, converted to timm's NaFlexVit, gives the same
   ``last_hidden_state`` and ``pooler_output`` through :class:`Backbone`. So does timm's own NaFlex
   path (patches with grid coordinates) on the same model.
+* DINOv2 with registers and DINOv3: the reference loads Meta's original models (torch.hub) and
+  reads ``forward_features``' ``x_norm_patchtokens`` and ``x_norm_clstoken``: the last block's
+  tokens after the final LayerNorm, registers skipped. A tiny random Hugging Face model of each
+  (``last_hidden_state`` is the same normalised sequence), its weights written in Meta's original
+  layout and read through timm's own checkpoint filter, gives the same patch tokens and class
+  token through :class:`Backbone` with ``norm: true`` (the recipe's).
 * RADIO: the reference's image head reads the first 3 prefix tokens; ``summary_tokens: 3``.
 """
 
@@ -27,9 +33,71 @@ from tests.conftest import TINY_VIT
 CLIP = "vit_large_patch14_clip_quickgelu_336"
 NAFLEX = "naflexvit_so400m_patch16_siglip"
 RADIO = "vit_large_patch16_radio_v3"
+DINOV2 = "vit_large_patch14_reg4_dinov2"
+DINOV3 = "vit_large_patch16_dinov3"
 # The normalisations the reference's transforms apply (OpenAI CLIP, SigLIP).
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+# The reference's DINOv2 / DINOv3 transforms normalise with the ImageNet mean and std.
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def hf_dino_blocks_to_original(
+    hf: dict[str, Tensor], layers: str, mlp: tuple[str, str], norm: str
+) -> dict[str, Tensor]:
+    """The transformer blocks and final norm of a Hugging Face DINOv2 / DINOv3 model in Meta's
+    original layout, the one the reference loads through torch.hub (``layers``: the Hugging Face
+    block prefix, ``mlp``: its two MLP layer names, ``norm``: its final norm)."""
+    out = {f"norm.{p}": hf[f"{norm}.{p}"] for p in ("weight", "bias")}
+    depth = 1 + max(int(k[len(layers) :].split(".")[0]) for k in hf if k.startswith(layers))
+    for i in range(depth):
+        src, dst = f"{layers}{i}.", f"blocks.{i}."
+        out[f"{dst}ls1.gamma"] = hf[f"{src}layer_scale1.lambda1"]
+        out[f"{dst}ls2.gamma"] = hf[f"{src}layer_scale2.lambda1"]
+        out[f"{dst}attn.qkv.weight"] = torch.cat(
+            [hf[f"{src}attention.{n}_proj.weight"] for n in "qkv"]
+        )
+        if f"{src}attention.q_proj.bias" in hf:
+            # Meta's fused qkv bias; DINOv3 keeps the key part at zero (HF: no key bias).
+            q = hf[f"{src}attention.q_proj.bias"]
+            k = hf.get(f"{src}attention.k_proj.bias", torch.zeros_like(q))
+            out[f"{dst}attn.qkv.bias"] = torch.cat([q, k, hf[f"{src}attention.v_proj.bias"]])
+        pairs = (
+            ("attention.o_proj", "attn.proj"),
+            ("norm1", "norm1"),
+            ("norm2", "norm2"),
+            (f"mlp.{mlp[0]}", "mlp.fc1"),
+            (f"mlp.{mlp[1]}", "mlp.fc2"),
+        )
+        for p in ("weight", "bias"):
+            for a, b in pairs:
+                out[f"{dst}{b}.{p}"] = hf[f"{src}{a}.{p}"]
+    return out
+
+
+def hf_dinov2_to_original(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Hugging Face ``Dinov2WithRegistersModel`` weights as Meta's ``dinov2_vit*_reg`` weights."""
+    out = hf_dino_blocks_to_original(hf, "encoder.layer.", ("fc1", "fc2"), "layernorm")
+    for p in ("weight", "bias"):
+        out[f"patch_embed.proj.{p}"] = hf[f"embeddings.patch_embeddings.projection.{p}"]
+    # The class token's position sits first in pos_embed; registers have none.
+    out["pos_embed"] = hf["embeddings.position_embeddings"]
+    out["cls_token"] = hf["embeddings.cls_token"]
+    out["register_tokens"] = hf["embeddings.register_tokens"]
+    out["mask_token"] = hf["embeddings.mask_token"].reshape(1, -1)
+    return out
+
+
+def hf_dinov3_to_original(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Hugging Face ``DINOv3ViTModel`` weights as Meta's ``dinov3_vit*16`` weights."""
+    out = hf_dino_blocks_to_original(hf, "model.layer.", ("up_proj", "down_proj"), "norm")
+    for p in ("weight", "bias"):
+        out[f"patch_embed.proj.{p}"] = hf[f"embeddings.patch_embeddings.{p}"]
+    out["cls_token"] = hf["embeddings.cls_token"]
+    out["storage_tokens"] = hf["embeddings.register_tokens"]
+    out["mask_token"] = hf["embeddings.mask_token"].reshape(1, -1)
+    return out
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -51,7 +119,8 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
 def test_timm_names_of_the_recipe_backbones_exist() -> None:
     from timm.models import get_pretrained_cfg
 
-    for name in (f"{CLIP}.openai", f"{NAFLEX}.v2_webli", f"{RADIO}.c_radio"):
+    names = (f"{CLIP}.openai", f"{NAFLEX}.v2_webli", f"{RADIO}.c_radio")
+    for name in (*names, f"{DINOV2}.lvd142m", f"{DINOV3}.lvd1689m"):
         assert get_pretrained_cfg(name) is not None, name
     # timm's C-RADIOv3 splits RADIO's 8 leading tokens into 1 class + 7 register tokens.
     radio = timm.create_model(RADIO, pretrained=False, **TINY_VIT)
@@ -96,6 +165,95 @@ def test_clip_features_equal_hugging_face_last_hidden_state(tmp_path: Path) -> N
     for name, norm in ((CLIP, True), ("vit_large_patch14_clip_336", False)):
         other, _ = features(name, norm)
         assert (other - ref[:, 1:]).abs().max() > 1e-2, (name, norm)
+
+
+def dino_features(
+    name: str, path: Path, img_size: int, images: Tensor, norm: bool
+) -> tuple[Tensor, Tensor]:
+    """(B, N, C) patch tokens and the summary of the tiny ``name`` loaded from ``path``."""
+    cfg = BackboneConfig(
+        name, checkpoint_path=str(path), summary="cls", norm=norm, model_kwargs=dict(TINY_VIT)
+    )
+    bb = Backbone(cfg, img_size=img_size).eval()
+    with torch.no_grad():
+        out = bb(images)
+    return out.patch_features.flatten(2).transpose(1, 2), out.summary
+
+
+def test_dinov2_reg_features_equal_hugging_face_normalised_tokens(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = transformers.Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=56,  # a 4 x 4 position grid (the real model's is 37 x 37, from 518 px)
+        patch_size=14,
+        num_register_tokens=4,
+    )
+    hf = perturbed(transformers.Dinov2WithRegistersModel(config))
+    path = tmp_path / "dinov2_reg.safetensors"
+    save_file(hf_dinov2_to_original(hf.state_dict()), path)
+
+    # 84 px: the position grid upsampled 4 x 4 -> 6 x 6 (as 37 x 37 -> 48 x 48 at 672 px). Both
+    # resize it to the token grid with antialiased bicubic (so does Meta's ``_reg`` models'
+    # interpolation), timm once at load time, Hugging Face at each call.
+    images = torch.rand(2, 3, 84, 84)
+    with torch.no_grad():
+        ref = hf(pixel_values=(images - IMAGENET_MEAN) / IMAGENET_STD).last_hidden_state
+    patches, summary = dino_features(DINOV2, path, 84, images, norm=True)
+    assert patches.shape == (2, 36, 32)
+    torch.testing.assert_close(patches, ref[:, 5:], atol=1e-5, rtol=1e-5)  # 4 registers skipped
+    torch.testing.assert_close(summary, ref[:, 0], atol=1e-5, rtol=1e-5)
+    other, other_summary = dino_features(DINOV2, path, 84, images, norm=False)
+    assert (other - ref[:, 5:]).abs().max() > 1e-2
+    assert (other_summary - ref[:, 0]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("name", "qv_bias"),
+    [
+        # The recipe's: no q/v biases. Meta's ViT-L is built with them; timm's filter says they
+        # are all zero in its weights and drops them for this variant.
+        (DINOV3, False),
+        (f"{DINOV3}_qkvb", True),  # timm's variant that keeps them
+    ],
+)
+def test_dinov3_features_equal_hugging_face_normalised_tokens(
+    tmp_path: Path, name: str, qv_bias: bool
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = transformers.DINOv3ViTConfig(
+        hidden_size=32,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=16,
+        num_register_tokens=4,
+        query_bias=qv_bias,
+        value_bias=qv_bias,
+    )
+    hf = perturbed(transformers.DINOv3ViTModel(config))
+    path = tmp_path / "dinov3.safetensors"
+    save_file(hf_dinov3_to_original(hf.state_dict()), path)
+
+    # RoPE positions, no table to resize: any grid, here 3 x 5 (rows and columns apart).
+    images = torch.rand(2, 3, 48, 80)
+    with torch.no_grad():
+        ref = hf(pixel_values=(images - IMAGENET_MEAN) / IMAGENET_STD).last_hidden_state
+    patches, summary = dino_features(name, path, 64, images, norm=True)
+    assert patches.shape == (2, 15, 32)
+    torch.testing.assert_close(patches, ref[:, 5:], atol=1e-5, rtol=1e-5)  # 4 registers skipped
+    torch.testing.assert_close(summary, ref[:, 0], atol=1e-5, rtol=1e-5)
+    other, other_summary = dino_features(name, path, 64, images, norm=False)
+    assert (other - ref[:, 5:]).abs().max() > 1e-2
+    assert (other_summary - ref[:, 0]).abs().max() > 1e-2
 
 
 def test_naflex_siglip_equals_timm_naflex_path_on_patchified_input() -> None:
