@@ -50,11 +50,6 @@ GRID = [
     "cutpaste", "cutpaste-plain",
     "mix", "mix-plain", "mix-colour",
 ]  # fmt: skip
-FROZEN_MOBILENET = [
-    "--model.backbone.name=mobilenetv2_100",
-    "--model.backbone.model_kwargs={out_indices: [1, 2, 3], num_classes: 0}",
-    "--model.adapter.type=none",
-]
 
 
 def generator_settings(dtd: str, variant: str = "") -> dict[str, list[dict[str, Any]]]:
@@ -104,12 +99,12 @@ def run_setting(
 ) -> dict[str, Any]:
     """Train and test one generator setting; returns its metrics and timings."""
     from anomalyvfm.cli import main as cli_main
-    from anomalyvfm.demo.__main__ import RANDOM_OVERRIDES
+    from anomalyvfm.demo.__main__ import MOBILENET_OVERRIDES, RANDOM_OVERRIDES
 
     backbone = list(RANDOM_OVERRIDES)
     if args.backbone == "mobilenetv2":
         backbone += [
-            *FROZEN_MOBILENET,
+            *MOBILENET_OVERRIDES,
             f"--model.backbone.checkpoint_path={args.weights}",
             f"--model.lr={args.lr}",
         ]
