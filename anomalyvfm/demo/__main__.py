@@ -7,10 +7,12 @@
 
 Backbone: ``vit_small_patch14_dinov2.lvd142m`` with pretrained weights when they are cached or
 the hub answers within seconds; otherwise a randomly initialised ResNet-18 trained in full
-(a from-scratch ViT learns too slowly for a CPU demo). ``--backbone mobilenetv2`` instead uses
-real ImageNet features offline: MobileNetV2 weights converted by
-``experiments/benchmarks/mobilenetv2_weights.py`` (``--weights``), frozen, decoder trained.
-The table and the JSON say which.
+(a from-scratch ViT learns too slowly for a CPU demo). Between the two, when the ViT's weights
+are out of reach but a converted ImageNet MobileNetV2 file is present (``--weights``, made by
+``experiments/benchmarks/mobilenetv2_weights.py``), ``auto`` uses those real pretrained features
+instead, frozen, with the decoder trained (``--backbone mobilenetv2`` asks for them). They give
+higher and more meaningful numbers than the random CNN (experiments/benchmarks/RESULTS.md).
+The table and the JSON say which backbone ran.
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     use_pretrained = args.backbone == "pretrained" or (
         args.backbone == "auto" and pretrained_weights_available()
     )
-    mobilenet = not use_pretrained and args.backbone == "mobilenetv2"
+    mobilenet = not use_pretrained and (
+        args.backbone == "mobilenetv2" or (args.backbone == "auto" and Path(args.weights).is_file())
+    )
     if mobilenet and not Path(args.weights).is_file():
         raise FileNotFoundError(
             f"--weights {args.weights} does not exist; make it with "
