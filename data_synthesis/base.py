@@ -8,7 +8,6 @@ byte-identical outputs.
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,6 +75,11 @@ def as_image(image: np.ndarray) -> np.ndarray:
 
 
 _LUMA = (0.299, 0.587, 0.114)
+# Colour-faithful anomalies: a normal image counts as grayscale when the 99th percentile of its
+# pixels' channel spread (max - min of R, G, B) is at most this (~5/255 of 8-bit levels).
+GRAY_SPREAD = 0.02
+# The spread is measured on every 4th pixel of every 4th row: cheap at 768 px, and enough.
+_GRAY_STRIDE = 4
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -85,55 +89,21 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1] + rgb[..., 2] * _LUMA[2]
 
 
-def mix_channels(rgb: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 colour matrix: ``out[..., i] = sum_j mat[i, j] * rgb[..., j]``.
+def is_grayscale(image: np.ndarray, spread: float = GRAY_SPREAD) -> bool:
+    """True when ``image`` (H, W, 3, float in [0, 1]) is grayscale or nearly so.
 
-    Elementwise for the same determinism reason as :func:`_luma`.
+    The rule: the 99th percentile of the per-pixel channel spread ``max(R, G, B) - min(R, G, B)``,
+    measured on a 4-pixel grid, is at most ``spread``. The percentile (not the maximum) lets a
+    few stray JPEG chroma pixels pass.
     """
-    m = np.asarray(mat, dtype=np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return np.stack([m[i, 0] * r + m[i, 1] * g + m[i, 2] * b for i in range(3)], axis=-1)
+    grid = image[::_GRAY_STRIDE, ::_GRAY_STRIDE]
+    per_pixel = grid.max(axis=2) - grid.min(axis=2)
+    return bool(np.percentile(per_pixel, 99) <= spread)
 
 
-def rotate_hue(rgb: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate hue by ``degrees`` with a luma-preserving rotation in YIQ space.
-
-    A 3x3 matrix is far cheaper than an HSV round trip and close enough for augmentation.
-    """
-    theta = math.radians(degrees)
-    cos_t, sin_t = math.cos(theta), math.sin(theta)
-    to_yiq = np.array(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        dtype=np.float64,
-    )
-    rot = np.array([[1.0, 0.0, 0.0], [0.0, cos_t, -sin_t], [0.0, sin_t, cos_t]])
-    mat = np.linalg.inv(to_yiq) @ rot @ to_yiq
-    return mix_channels(rgb, mat)
-
-
-def color_jitter(
-    rgb: np.ndarray, rng: np.random.Generator, strength: float
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Random brightness, contrast, saturation and hue change, torchvision-style.
-
-    Args:
-        rgb: float32 (..., 3) in [0, 1].
-        rng: Source of the four factors.
-        strength: Brightness/contrast/saturation factors are drawn from
-            ``[1 - strength, 1 + strength]``; hue shifts from ``+-180 * strength`` degrees.
-
-    Returns:
-        The jittered pixels clipped to [0, 1] and the factors drawn.
-    """
-    b, c, s = (float(x) for x in rng.uniform(1.0 - strength, 1.0 + strength, size=3))
-    hue = float(rng.uniform(-180.0 * strength, 180.0 * strength))
-    out = rgb * np.float32(b)
-    luma = _luma(out)
-    mean = np.float32(luma.mean()) if luma.size else np.float32(0.0)
-    out = (out - mean) * np.float32(c) + mean
-    gray = _luma(out)[..., None]
-    out = gray + (out - gray) * np.float32(s)
-    if hue != 0.0:
-        out = rotate_hue(out, hue)
-    params = {"brightness": b, "contrast": c, "saturation": s, "hue_degrees": hue}
-    return np.clip(out, 0.0, 1.0).astype(np.float32), params
+def to_luminance(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) pixels with every channel set to their Rec. 601 luma (same dtype)."""
+    gray = _luma(rgb.astype(np.float32, copy=False))
+    if rgb.dtype == np.uint8:
+        gray = np.rint(gray)
+    return np.repeat(gray[..., None], 3, axis=-1).astype(rgb.dtype)

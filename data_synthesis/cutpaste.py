@@ -19,7 +19,21 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image, color_jitter
+from data_synthesis.augment import (
+    CUTPASTE_AUGMENT,
+    PipelineSpec,
+    apply_pipeline,
+    build_pipeline,
+    default_pipeline,
+)
+from data_synthesis.base import (
+    GRAY_SPREAD,
+    Anomaly,
+    AnomalyGeneratorBase,
+    as_image,
+    is_grayscale,
+    to_luminance,
+)
 from data_synthesis.io import list_images, load_image
 from data_synthesis.perlin import sample_perlin_field
 
@@ -98,7 +112,7 @@ def _warp(plane: np.ndarray, size: tuple[int, int], coeffs: tuple[float, ...]) -
 
 
 class CutPasteGenerator(AnomalyGeneratorBase):
-    """Paste a (rotated, scaled, colour-jittered) patch of an image at a random place.
+    """Paste a (rotated, scaled, augmented) patch of an image at a random place.
 
     The mask is exactly the set of pasted pixels; pixels outside it are bit-identical to the input.
 
@@ -109,9 +123,16 @@ class CutPasteGenerator(AnomalyGeneratorBase):
             per call, resized to the target size). None cuts from the target image itself.
         rotation: Rotate the patch by a uniform angle in [-180, 180) degrees.
         scale_range: Patch magnification range (>1 enlarges source content).
-        color_jitter: Strength of brightness/contrast/saturation/hue jitter of the patch; 0 = off.
         area_range: Range of the mask area as a fraction of the image area (approximate for
             tiny images, and capped where the patch would not fit).
+        augment: albumentations pipeline run on the source box before it is rotated and pasted
+            (``A.to_dict`` format, see :mod:`data_synthesis.augment`); the default is a mild
+            colour jitter (brightness, contrast and saturation x0.9-1.1, hue +-18 degrees).
+            None: the patch is pasted as cut.
+        color_faithful: on a grayscale or near-grayscale image (see
+            :func:`data_synthesis.base.is_grayscale`), the pasted pixels are turned into their
+            luminance (a coloured source file then pastes gray); colour images are unaffected.
+        gray_spread: the channel-spread threshold of that grayscale rule.
     """
 
     name: str = "cutpaste"
@@ -122,8 +143,10 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         source_dir: str | None = None,
         rotation: bool = True,
         scale_range: tuple[float, float] = (0.7, 1.4),
-        color_jitter: float = 0.1,
         area_range: tuple[float, float] = (0.005, 0.1),
+        augment: PipelineSpec = CUTPASTE_AUGMENT,
+        color_faithful: bool = True,
+        gray_spread: float = GRAY_SPREAD,
     ) -> None:
         if mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
@@ -131,14 +154,15 @@ class CutPasteGenerator(AnomalyGeneratorBase):
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
         if not 0.0 < area_range[0] <= area_range[1] <= 1.0:
             raise ValueError(f"area_range must satisfy 0 < low <= high <= 1, got {area_range}")
-        if not 0.0 <= color_jitter < 1.0:
-            raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
         self.mask_type = mask_type
         self.source_dir = source_dir
         self.rotation = rotation
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
-        self.color_jitter = float(color_jitter)
         self.area_range = (float(area_range[0]), float(area_range[1]))
+        self.augment = default_pipeline(augment) if isinstance(augment, dict) else augment
+        self._pipeline = build_pipeline(augment, "CutPasteGenerator.augment")
+        self.color_faithful = bool(color_faithful)
+        self.gray_spread = float(gray_spread)
         # Sorted and folder-determined, so caching cannot make outputs depend on call order.
         self._files: list[Path] | None = None
 
@@ -146,7 +170,8 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         return (
             f"{type(self).__name__}(mask_type={self.mask_type!r}, source_dir={self.source_dir!r}, "
             f"rotation={self.rotation}, scale_range={self.scale_range}, "
-            f"color_jitter={self.color_jitter}, area_range={self.area_range})"
+            f"area_range={self.area_range}, augment={self.augment!r}, "
+            f"color_faithful={self.color_faithful}, gray_spread={self.gray_spread})"
         )
 
     def _source(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
@@ -236,9 +261,13 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         source, params = self._source(img, rng)
         inside, geo = self._rasterise((height, width), rng)
         y0, x0, y1, x1 = geo["bbox"]
-        pixels = self._sample_source(source, geo, (y0, x0), inside.shape)[inside]
-        if self.color_jitter > 0:
-            pixels, params["jitter"] = color_jitter(pixels, rng, self.color_jitter)
+        patch, params["augment_seed"] = self._sample_source(
+            source, geo, (y0, x0), inside.shape, rng
+        )
+        pixels = patch[inside]
+        params["grayscale"] = self.color_faithful and is_grayscale(img, self.gray_spread)
+        if params["grayscale"]:
+            pixels = to_luminance(pixels)
         out = img.copy()
         # Only masked pixels are written, so everything else stays bit-identical to the input.
         out[y0:y1, x0:x1][inside] = np.clip(pixels, 0.0, 1.0)
@@ -248,11 +277,16 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         params["area_fraction"] = float(inside.sum()) / (height * width)
         return Anomaly(image=out, mask=mask, params=params)
 
-    @staticmethod
     def _sample_source(
-        source: np.ndarray, geo: Params, origin: tuple[int, int], size: tuple[int, int]
-    ) -> np.ndarray:
-        """Resample the (scaled, rotated) source box onto the crop at ``origin`` of ``size``."""
+        self,
+        source: np.ndarray,
+        geo: Params,
+        origin: tuple[int, int],
+        size: tuple[int, int],
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, int]:
+        """Augment the source box, then resample it (scaled, rotated) onto the crop at
+        ``origin`` of ``size``; returns the resampled patch and the augmentation seed."""
         (sy, sx), (h, w), scale = geo["source_centre"], geo["frame"], geo["scale"]
         # Crop the source box (+2 px for the bilinear footprint) so only it is copied to Pillow.
         top, left = (
@@ -261,8 +295,8 @@ class CutPasteGenerator(AnomalyGeneratorBase):
         )
         bottom = min(source.shape[0], math.ceil(sy + h / scale / 2) + 2)
         right = min(source.shape[1], math.ceil(sx + w / scale / 2) + 2)
-        crop = source[top:bottom, left:right]
+        crop, _, seed = apply_pipeline(self._pipeline, rng, source[top:bottom, left:right])
         coeffs = _affine(
             geo["angle"], geo["centre"], origin, (1 / scale, 1 / scale), (sy - top, sx - left)
         )
-        return np.stack([_warp(crop[..., c], size, coeffs) for c in range(3)], axis=-1)
+        return np.stack([_warp(crop[..., c], size, coeffs) for c in range(3)], axis=-1), seed

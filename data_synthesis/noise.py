@@ -3,92 +3,33 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data_synthesis.base import Anomaly, AnomalyGeneratorBase, as_image, rotate_hue
+from data_synthesis.augment import (
+    NOISE_TEXTURE_AUGMENT,
+    PipelineSpec,
+    apply_pipeline,
+    build_pipeline,
+    default_pipeline,
+)
+from data_synthesis.base import (
+    GRAY_SPREAD,
+    Anomaly,
+    AnomalyGeneratorBase,
+    as_image,
+    is_grayscale,
+    to_luminance,
+)
 from data_synthesis.io import decode_image, image_to_float, list_images, resize_image
 from data_synthesis.perlin import fast_perlin_noise, perlin_mask_with_params
 
 Params = dict[str, Any]
-# A texture augmentation: (texture, rng) -> (augmented texture, record of its parameters).
-Augment = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, Params]]
 PROCEDURAL_KINDS = ("perlin_two_tone", "perlin_color", "stripes", "gradient_grain")
-# DRAEM applies three distinct augmentations out of its list to every texture.
-_AUGMENTS_PER_TEXTURE = 3
 # Smallest crop side, as a fraction of the largest crop with the image's aspect ratio.
 _MIN_CROP_FRACTION = 0.5
-
-
-def _gamma(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    gamma = float(rng.uniform(0.5, 2.0))
-    # An earlier augmentation (brightness) may push values below 0, and a fractional power of a
-    # negative number is NaN: one NaN pixel in a batch would turn every weight into NaN.
-    return np.power(np.maximum(tex, 0.0), np.float32(gamma)), {"gamma": gamma}
-
-
-def _brightness(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    mul, add = float(rng.uniform(0.8, 1.2)), float(rng.uniform(-0.12, 0.12))
-    return tex * np.float32(mul) + np.float32(add), {"mul": mul, "add": add}
-
-
-def _hue_saturation(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    hue, sat = float(rng.uniform(-90.0, 90.0)), float(rng.uniform(0.5, 1.5))
-    gray = tex.mean(axis=2, keepdims=True)
-    return rotate_hue(gray + (tex - gray) * np.float32(sat), hue), {"hue": hue, "sat": sat}
-
-
-def _solarize(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    thr = float(rng.uniform(0.125, 0.5))
-    return np.where(tex > thr, 1.0 - tex, tex), {"threshold": thr}
-
-
-def _posterize(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    levels = 2 ** int(rng.integers(2, 6))
-    # Clip first: earlier augmentations may overshoot 1, which would add an extra level.
-    return np.floor(np.clip(tex, 0.0, 1.0) * (levels - 1) + 0.5) / (levels - 1), {"levels": levels}
-
-
-def _invert(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    return 1.0 - tex, {}
-
-
-def _autocontrast(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    lo = tex.min(axis=(0, 1), keepdims=True)
-    span = np.maximum(tex.max(axis=(0, 1), keepdims=True) - lo, 1e-6)
-    return (tex - lo) / span, {}
-
-
-AUGMENTATIONS: dict[str, Augment] = {
-    "gamma": _gamma,
-    "brightness": _brightness,
-    "hue_saturation": _hue_saturation,
-    "solarize": _solarize,
-    "posterize": _posterize,
-    "invert": _invert,
-    "autocontrast": _autocontrast,
-}
-
-
-def augment_texture(tex: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """Apply three distinct random photometric augmentations (DRAEM's recipe), in random order.
-
-    Args:
-        tex: float32 (H, W, 3) in [0, 1].
-        rng: Source of the choice and of each augmentation's parameters.
-
-    Returns:
-        Augmented texture clipped to [0, 1] and ``{name: params}`` in application order.
-    """
-    names = list(AUGMENTATIONS)
-    chosen = rng.choice(len(names), size=_AUGMENTS_PER_TEXTURE, replace=False)
-    record: Params = {}
-    for i in chosen:
-        tex, record[names[int(i)]] = AUGMENTATIONS[names[int(i)]](tex, rng)
-    return np.clip(tex, 0.0, 1.0).astype(np.float32), record
 
 
 def _random_res(rng: np.random.Generator) -> tuple[int, int]:
@@ -157,15 +98,11 @@ def procedural_texture(
 def random_crop_resize(
     tex: np.ndarray, shape: tuple[int, int], rng: np.random.Generator
 ) -> tuple[np.ndarray, Params]:
-    """Random 90-degree rotation, flip and aspect-preserving crop of ``tex``, resized to ``shape``.
+    """Random aspect-preserving crop of ``tex``, resized to ``shape``.
 
     The crop has the target's aspect ratio (no stretching); its side is 50-100% of the largest
     such crop. The result keeps the texture's dtype (uint8 or float32).
     """
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
-    tex = np.rot90(tex, k)
-    if flip:
-        tex = tex[:, ::-1]
     src_h, src_w = tex.shape[:2]
     height, width = shape
     fit = min(src_h / height, src_w / width)
@@ -175,7 +112,7 @@ def random_crop_resize(
     y0 = int(rng.integers(src_h - crop_h + 1))
     x0 = int(rng.integers(src_w - crop_w + 1))
     out = resize_image(tex[y0 : y0 + crop_h, x0 : x0 + crop_w], shape)
-    return out, {"rot90": k, "flip": flip, "crop": [y0, x0, crop_h, crop_w]}
+    return out, {"crop": [y0, x0, crop_h, crop_w]}
 
 
 class NoiseTextureGenerator(AnomalyGeneratorBase):
@@ -187,9 +124,9 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
 
     Args:
         texture_dir: Folder of texture images (e.g. the Describable Textures Dataset), searched
-            recursively on first use. Each call loads one file at random, then rotates, flips,
-            crops, resizes and photometrically augments it. When None, textures are generated
-            procedurally (coloured Perlin noise, stripes, colour gradients with grain).
+            recursively on first use. Each call loads one file at random, runs ``augment`` on
+            it, then crops and resizes it. When None, textures are generated procedurally
+            (coloured Perlin noise, stripes, colour gradients with grain).
         opacity: Range of the texture visibility, drawn uniformly per call; within (0, 1].
         min_scale_exp: Smallest Perlin lattice exponent of the mask.
         max_scale_exp: Exclusive upper bound of the Perlin lattice exponent.
@@ -198,6 +135,15 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
             this many pixels on their long side, then resized to the image. Texture detail is
             coarse anyway, and this keeps synthesis above 20 images/s per core at 768 px (see
             experiments/benchmarks/RESULTS.md). None works at the image's full size.
+        augment: albumentations pipeline run on every texture file (``A.to_dict`` format, see
+            :mod:`data_synthesis.augment`); the default is DRAEM's recipe: a random D4
+            rotation/flip, then three distinct changes out of gamma, brightness/contrast,
+            hue/saturation, solarize, posterize, invert and autocontrast. None: no change.
+            Procedural textures are random by construction and are not augmented.
+        color_faithful: on a grayscale or near-grayscale image (see
+            :func:`data_synthesis.base.is_grayscale`), the texture is turned into its luminance,
+            so the anomaly stays gray like the image; colour images are unaffected.
+        gray_spread: the channel-spread threshold of that grayscale rule.
     """
 
     name: str = "noise_texture"
@@ -210,6 +156,9 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
         max_scale_exp: int = 6,
         threshold: float = 0.5,
         texture_size: int | None = 256,
+        augment: PipelineSpec = NOISE_TEXTURE_AUGMENT,
+        color_faithful: bool = True,
+        gray_spread: float = GRAY_SPREAD,
     ) -> None:
         low, high = opacity
         if texture_size is not None and texture_size < 8:
@@ -226,6 +175,10 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
         self.min_scale_exp = min_scale_exp
         self.max_scale_exp = max_scale_exp
         self.threshold = threshold
+        self.augment = default_pipeline(augment) if isinstance(augment, dict) else augment
+        self._pipeline = build_pipeline(augment, "NoiseTextureGenerator.augment")
+        self.color_faithful = bool(color_faithful)
+        self.gray_spread = float(gray_spread)
         # The sorted file list depends only on the folder, never on call order, so caching it
         # keeps outputs deterministic; the textures themselves are loaded per call.
         self._files: list[Path] | None = None
@@ -234,7 +187,9 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
         return (
             f"{type(self).__name__}(texture_dir={self.texture_dir!r}, opacity={self.opacity}, "
             f"min_scale_exp={self.min_scale_exp}, max_scale_exp={self.max_scale_exp}, "
-            f"threshold={self.threshold}, texture_size={self.texture_size})"
+            f"threshold={self.threshold}, texture_size={self.texture_size}, "
+            f"augment={self.augment!r}, color_faithful={self.color_faithful}, "
+            f"gray_spread={self.gray_spread})"
         )
 
     def _work_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
@@ -245,7 +200,7 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
         return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
     def _texture(
-        self, shape: tuple[int, int], rng: np.random.Generator
+        self, shape: tuple[int, int], rng: np.random.Generator, gray: bool
     ) -> tuple[np.ndarray, Params]:
         work = self._work_shape(shape)
         if self.texture_dir is None:
@@ -254,11 +209,18 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
             if self._files is None:
                 self._files = list_images(self.texture_dir)
             path = self._files[int(rng.integers(len(self._files)))]
+            decoded = decode_image(path)
+            if decoded.dtype != np.uint8:
+                decoded = image_to_float(decoded)
+            # Augmented at the decoded size, so geometric transforms never stretch the crop.
+            decoded, _, seed = apply_pipeline(self._pipeline, rng, decoded)
             # Cropped and resized at the decoded precision, then converted (data_synthesis.io).
-            tex, crop = random_crop_resize(decode_image(path), work, rng)
-            tex, augments = augment_texture(image_to_float(tex), rng)
+            tex, crop = random_crop_resize(decoded, work, rng)
+            tex = image_to_float(tex)
             rel = path.relative_to(self.texture_dir).as_posix()
-            params = {"texture": "file", "texture_file": rel, **crop, "augment": augments}
+            params = {"texture": "file", "texture_file": rel, **crop, "augment_seed": seed}
+        if gray:
+            tex = to_luminance(tex)
         if work != shape:
             # One 8-bit RGB resize is ~10x cheaper than three float planes, and a texture loses
             # nothing visible at 1/255 steps (sources are 8-bit images anyway).
@@ -273,7 +235,8 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
         mask, mask_params = perlin_mask_with_params(
             shape, rng, self.min_scale_exp, self.max_scale_exp, self.threshold
         )
-        texture, texture_params = self._texture(shape, rng)
+        gray = self.color_faithful and is_grayscale(img, self.gray_spread)
+        texture, texture_params = self._texture(shape, rng, gray)
         opacity = float(rng.uniform(*self.opacity))
         # In-place whole-array arithmetic on the texture (a fresh array owned here) is cheaper
         # than gathering the masked pixels; copyto keeps everything outside the mask
@@ -288,6 +251,7 @@ class NoiseTextureGenerator(AnomalyGeneratorBase):
             "generator": self.name,
             "opacity": opacity,
             "beta": 1.0 - opacity,
+            "grayscale": gray,
             **mask_params,
             **texture_params,
         }

@@ -7,7 +7,12 @@
 
 Backbone: ``vit_small_patch14_dinov2.lvd142m`` with pretrained weights when they are cached or
 the hub answers within seconds; otherwise a randomly initialised ResNet-18 trained in full
-(a from-scratch ViT learns too slowly for a CPU demo). The table and the JSON say which.
+(a from-scratch ViT learns too slowly for a CPU demo). Between the two, when the ViT's weights
+are out of reach but a converted ImageNet MobileNetV2 file is present (``--weights``, made by
+``experiments/benchmarks/mobilenetv2_weights.py``), ``auto`` uses those real pretrained features
+instead, frozen, with the decoder trained (``--backbone mobilenetv2`` asks for them). They give
+higher and more meaningful numbers than the random CNN (experiments/benchmarks/RESULTS.md).
+The table and the JSON say which backbone ran.
 """
 
 from __future__ import annotations
@@ -39,6 +44,13 @@ RANDOM_OVERRIDES = [
     "--data.image_size=128",
     "--data.batch_size=16",
 ]
+# On top of RANDOM_OVERRIDES: ImageNet MobileNetV2 (a local weights file), frozen, decoder only.
+MOBILENET_OVERRIDES = [
+    "--model.backbone.name=mobilenetv2_100",
+    "--model.backbone.model_kwargs={out_indices: [1, 2, 3], num_classes: 0}",
+    "--model.adapter.type=none",
+]
+MOBILENET_WEIGHTS = "bench_output/mobilenetv2_100_imagenet.safetensors"
 
 
 def pretrained_weights_available(name: str = PRETRAINED, timeout: float = 3.0) -> bool:
@@ -59,7 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="demo_output", help="output folder")
-    parser.add_argument("--backbone", choices=["auto", "pretrained", "random"], default="auto")
+    parser.add_argument(
+        "--backbone", choices=["auto", "pretrained", "mobilenetv2", "random"], default="auto"
+    )
+    parser.add_argument(
+        "--weights",
+        default=MOBILENET_WEIGHTS,
+        help="converted MobileNetV2 weights for --backbone mobilenetv2",
+    )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: config)")
     parser.add_argument("--num-train", type=int, default=400, help="normal training images")
     args = parser.parse_args(argv)
@@ -68,20 +87,29 @@ def main(argv: list[str] | None = None) -> dict:
     use_pretrained = args.backbone == "pretrained" or (
         args.backbone == "auto" and pretrained_weights_available()
     )
+    mobilenet = not use_pretrained and (
+        args.backbone == "mobilenetv2" or (args.backbone == "auto" and Path(args.weights).is_file())
+    )
+    if mobilenet and not Path(args.weights).is_file():
+        raise FileNotFoundError(
+            f"--weights {args.weights} does not exist; make it with "
+            "experiments/benchmarks/mobilenetv2_weights.py"
+        )
     size = 224 if use_pretrained else 128
     data = build_demo_data(out / "data", image_size=size, num_train=args.num_train)
     print(
         f"demo data in {data.root} ({data.num_train} normal training images, "
         f"{len(data.categories)} zero-shot test categories) [{time.time() - start:.0f}s]"
     )
-    backbone = (
-        PRETRAINED + " (pretrained)"
-        if use_pretrained
-        else "resnet18 (random init, offline fallback)"
-    )
+    if use_pretrained:
+        backbone = PRETRAINED + " (pretrained)"
+    elif mobilenet:
+        backbone = "mobilenetv2_100 (ImageNet weights, frozen)"
+    else:
+        backbone = "resnet18 (random init, offline fallback)"
     extra = {
         "backbone": backbone,
-        "pretrained": use_pretrained,
+        "pretrained": use_pretrained or mobilenet,
         "image_score": "head" if use_pretrained else "map_max",
     }
     print(f"backbone: {backbone}; image score: {extra['image_score']}")
@@ -100,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if not use_pretrained:
         cli_args += RANDOM_OVERRIDES
+    if mobilenet:
+        cli_args += [*MOBILENET_OVERRIDES, f"--model.backbone.checkpoint_path={args.weights}"]
     if args.steps:
         cli_args.append(f"--trainer.max_steps={args.steps}")
     from anomalyvfm.cli import main as cli_main

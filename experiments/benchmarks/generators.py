@@ -10,9 +10,14 @@ is 20 images/s per core, so that a GPU node's CPU workers outrun training.
 weights (the same compute as real weights) on CUDA; without a GPU it prints "no GPU: not
 measured".
 
-Example::
+``--rev REV`` compares against a git revision in the same run: the ``data_synthesis`` package
+as of ``REV`` (``git archive``) and this tree's are timed in child processes taking turns, one
+repeat each, so both see the same machine load; the table gives both rates.
+
+Examples::
 
     .venv/bin/python experiments/benchmarks/generators.py --size 768 --repeats 5 --profile
+    .venv/bin/python experiments/benchmarks/generators.py --size 768 --repeats 5 --rev main
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,12 +114,15 @@ def bench_image(size: int, path: Path | None) -> np.ndarray:
 
 
 def time_generator(
-    gen: Callable[..., Any], image: np.ndarray, calls: int, repeats: int
+    gen: Callable[..., Any], image: np.ndarray, calls: int, repeats: int, first: int = 0
 ) -> dict[str, float]:
-    """Median images/s over ``repeats`` runs of ``calls`` calls, in CPU time and in wall time."""
+    """Median images/s over ``repeats`` runs of ``calls`` calls, in CPU time and in wall time.
+
+    Repeat ``r`` seeds its calls with ``[r, i]``, for ``r`` from ``first``.
+    """
     gen(image, np.random.default_rng(10**6))  # warm-up: file lists, caches, lazy imports
     cpu_rates, wall_rates = [], []
-    for r in range(repeats):
+    for r in range(first, first + repeats):
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for i in range(calls):
             gen(image, np.random.default_rng([r, i]))
@@ -264,6 +276,50 @@ def inpaint_section(quick: bool = False, device: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def compare_revision(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Rates of ``args.rev``'s generators and this tree's, child processes taking turns."""
+    old_root = Path(tempfile.mkdtemp(prefix="generators_rev_"))
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", args.rev, "data_synthesis"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(old_root, filter="data")
+    base = [sys.executable, __file__, "--json", "--repeats", "1", "--calls", str(args.calls)]
+    base += ["--size", str(args.size), "--dtd", str(args.dtd)]
+    if args.image is not None:
+        base += ["--image", str(args.image)]
+    trees = {args.rev: old_root, "tree": REPO}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.repeats):
+        for label, root in trees.items():
+            env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
+            proc = subprocess.run(
+                [*base, "--first-repeat", str(r)], env=env, capture_output=True, text=True
+            )
+            if proc.returncode != 0:
+                raise SystemExit(f"{label}: {proc.stderr.strip().splitlines()[-1]}")
+            for name, row in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+                cpu.setdefault((name, label), []).append(row["cpu"])
+    names = list(dict.fromkeys(name for name, _ in cpu))
+    rows = {}
+    lines = [
+        f"| generator ({args.size}x{args.size}) | {args.rev}: img/s per core | "
+        "this tree: img/s per core | this tree >= 20/s |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        before = statistics.median(cpu.get((name, args.rev), [float("nan")]))
+        after = statistics.median(cpu[(name, "tree")])
+        rows[name] = {"before": before, "after": after}
+        ok = "yes" if after >= TARGET else "**no**"
+        lines.append(f"| {name} | {before:.1f} | {after:.1f} | {ok} |")
+    print("\n".join(lines))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=768, help="square image side")
@@ -274,16 +330,25 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--quick", action="store_true", help="64 px, 2 calls, 1 repeat")
     parser.add_argument("--profile", action="store_true", help="cProfile generators below 20/s")
     parser.add_argument("--inpaint", action="store_true", help="also time diffusion inpainting")
+    parser.add_argument("--rev", help="also time the generators of this git revision")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first-repeat", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.calls, args.repeats = 64, 2, 1
+    if args.rev:
+        return compare_revision(args)
     if "torch" in sys.modules:  # only when something imported it; its import costs seconds
         sys.modules["torch"].set_num_threads(1)
     image = bench_image(args.size, args.image)
     rows = {}
     for name, gen in build_generators(args.dtd).items():
-        rows[name] = time_generator(gen, image, args.calls, args.repeats)
-        print(f"{name}: {rows[name]['cpu']:.1f} img/s per core", flush=True)
+        rows[name] = time_generator(gen, image, args.calls, args.repeats, args.first_repeat)
+        if not args.json:
+            print(f"{name}: {rows[name]['cpu']:.1f} img/s per core", flush=True)
+    if args.json:
+        print(json.dumps(rows))
+        return rows
     print(table(rows, args.size))
     if args.profile:
         for name, gen in build_generators(args.dtd).items():

@@ -6,12 +6,20 @@ Magnetic Tile images (``MT_Free``) with online synthetic anomalies, then tested 
 held-out defect-free tiles plus every defective tile (Blowhole, Break, Crack, Fray, Uneven).
 Image AUROC, pixel AUROC and AUPRO@0.3 per generator go to a markdown table and a JSON file.
 
-Offline, it uses the demo's recipe (``anomalyvfm/demo/__main__.py``: a randomly initialised
-ResNet-18 trained in full, image score = max of the anomaly map) at a CPU-sized resolution.
+Backbones: ``--backbone random`` is the demo's offline recipe (``anomalyvfm/demo/__main__.py``:
+a randomly initialised ResNet-18 trained in full); ``--backbone mobilenetv2`` loads real
+ImageNet features (``--weights``, made by ``experiments/benchmarks/mobilenetv2_weights.py``),
+frozen, and trains the decoder only. Both score an image by the maximum of its anomaly map.
 
-Example::
+Settings: ``noise_dtd``, ``cutpaste`` and ``mix``; each may carry the suffixes ``-plain`` (no
+albumentations variation: the generators' ``augment: null``) and ``-colour`` (colour-faithful
+anomalies off), e.g. ``mix-plain-colour``. ``--grid`` varies one factor at a time (``GRID``).
+
+Examples::
 
     .venv/bin/python experiments/benchmarks/teach_mtd.py --steps 120 --image-size 128
+    .venv/bin/python experiments/benchmarks/teach_mtd.py --backbone mobilenetv2 --grid \
+        --steps 40 --image-size 96 --seed 1
 """
 
 from __future__ import annotations
@@ -30,11 +38,34 @@ SHARED = REPO.parent / "shared" / "data"
 CUTPASTE_MASKS = ("perlin", "box", "polygon")
 
 
-def generator_settings(dtd: str) -> dict[str, list[dict[str, Any]]]:
-    """``{setting name: list of (generator config, weight)}`` as YAML-ready dicts."""
-    noise = {"class_path": "NoiseTextureGenerator", "init_args": {"texture_dir": dtd}}
+SETTINGS = [
+    f"{base}{variant}"
+    for base in ("noise_dtd", "cutpaste", "mix")
+    for variant in ("", "-plain", "-colour", "-plain-colour")
+]
+# One factor at a time from the defaults. Cut-paste from the image itself pastes gray on
+# grayscale MTD tiles whatever the colour rule, so its "-colour" variant would repeat it.
+GRID = [
+    "noise_dtd", "noise_dtd-plain", "noise_dtd-colour",
+    "cutpaste", "cutpaste-plain",
+    "mix", "mix-plain", "mix-colour",
+]  # fmt: skip
+
+
+def generator_settings(dtd: str, variant: str = "") -> dict[str, list[dict[str, Any]]]:
+    """``{setting name: list of (generator config, weight)}`` as YAML-ready dicts.
+
+    ``variant``: ``-plain`` sets ``augment: null``, ``-colour`` sets ``color_faithful: false``.
+    """
+    extra: dict[str, Any] = {}
+    if "-plain" in variant:
+        extra["augment"] = None
+    if "-colour" in variant:
+        extra["color_faithful"] = False
+    noise = {"class_path": "NoiseTextureGenerator", "init_args": {"texture_dir": dtd, **extra}}
     cutpaste = [
-        {"class_path": "CutPasteGenerator", "init_args": {"mask_type": m}} for m in CUTPASTE_MASKS
+        {"class_path": "CutPasteGenerator", "init_args": {"mask_type": m, **extra}}
+        for m in CUTPASTE_MASKS
     ]
     third = 1.0 / len(CUTPASTE_MASKS)
     return {
@@ -68,8 +99,15 @@ def run_setting(
 ) -> dict[str, Any]:
     """Train and test one generator setting; returns its metrics and timings."""
     from anomalyvfm.cli import main as cli_main
-    from anomalyvfm.demo.__main__ import RANDOM_OVERRIDES
+    from anomalyvfm.demo.__main__ import MOBILENET_OVERRIDES, RANDOM_OVERRIDES
 
+    backbone = list(RANDOM_OVERRIDES)
+    if args.backbone == "mobilenetv2":
+        backbone += [
+            *MOBILENET_OVERRIDES,
+            f"--model.backbone.checkpoint_path={args.weights}",
+            f"--model.lr={args.lr}",
+        ]
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -90,7 +128,7 @@ def run_setting(
     cli_args = [
         "fit",
         f"--config={DEMO_CONFIG}",
-        *RANDOM_OVERRIDES,
+        *backbone,
         f"--config={out / 'run.yaml'}",
         f"--data.normal_dir={normals}",
         f"--data.image_size={args.image_size}",
@@ -141,6 +179,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dtd", type=Path, default=SHARED / "dtd", help="texture folder")
     parser.add_argument("--out", type=Path, default=REPO / "bench_output" / "teach_mtd")
     parser.add_argument("--settings", nargs="+", default=["noise_dtd", "cutpaste", "mix"])
+    parser.add_argument("--grid", action="store_true", help="run every setting of GRID")
+    parser.add_argument("--backbone", choices=["random", "mobilenetv2"], default="random")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=REPO / "bench_output" / "mobilenetv2_100_imagenet.safetensors",
+        help="converted MobileNetV2 weights (experiments/benchmarks/mobilenetv2_weights.py)",
+    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps per setting")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -154,15 +201,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_ids, test_ids = mtd_free_split(str(args.root), args.num_train, args.seed)
     normals = link_normals(args.root.resolve(), train_ids, args.out / "normals")
     print(f"MT_Free split: {len(train_ids)} train, {len(test_ids)} test (seed {args.seed})")
-    settings = generator_settings(str(args.dtd))
-    unknown = [s for s in args.settings if s not in settings]
+    names = GRID if args.grid else args.settings
+    unknown = [s for s in names if s not in SETTINGS]
     if unknown:
-        parser.error(f"unknown settings {unknown}; choose from {list(settings)}")
-    results = {}
-    for name in args.settings:
-        results[name] = run_setting(name, settings[name], args, normals, train_ids)
+        parser.error(f"unknown settings {unknown}; choose from {SETTINGS}")
+    recipe = {
+        "random": "resnet18 random init, trained in full; image score = map max",
+        "mobilenetv2": "mobilenetv2_100 ImageNet weights, frozen; decoder trained; "
+        "image score = map max",
+    }[args.backbone]
+    results: dict[str, Any] = {}
     summary = {
-        "recipe": "resnet18 random init, trained in full; image score = map max",
+        "recipe": recipe,
         "image_size": args.image_size,
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -171,7 +221,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "test_normal_ids": test_ids,
         "results": results,
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for name in names:
+        base, _, variant = name.partition("-")
+        entries = generator_settings(str(args.dtd), "-" + variant)[base]
+        results[name] = run_setting(name, entries, args, normals, train_ids)
+        # Written after every setting, so an interrupted run keeps what it measured.
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(markdown(results))
     print(f"summary written to {args.out / 'summary.json'}")
     return summary

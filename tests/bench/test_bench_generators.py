@@ -56,3 +56,15 @@ def test_inpaint_section_without_gpu_and_on_cpu() -> None:
     assert len(rows) == 5  # fp16 is skipped on CPU
     for line in rows:
         assert float(line.rstrip(" |").rsplit("|", 1)[1]) > 0
+
+
+def test_rev_compares_a_git_revision_with_the_tree(tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 80, 10)).save(tmp_path / "tex.png")
+    out = _run("--quick", "--rev", "HEAD", "--dtd", str(tmp_path))
+    assert "| generator (64x64) | HEAD: img/s per core | this tree: img/s per core |" in out
+    for name in NAMES:
+        row = re.search(rf"^\| {re.escape(name)} \| ([0-9.]+) \| ([0-9.]+) \|", out, re.M)
+        assert row is not None, f"no row for {name} in:\n{out}"
+        assert float(row.group(1)) > 0 and float(row.group(2)) > 0

@@ -600,3 +600,20 @@ def test_unreachable_hub_fails_fast_through_the_cli(
     assert "Retrying" not in out
     # Python and the CLI start in a few seconds; the hub gets 5 s to answer.
     assert wall < 30.0, wall
+
+
+def test_demo_with_missing_mobilenet_weights_names_the_option(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    args = ["--backbone", "mobilenetv2", "--weights", str(missing), "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "anomalyvfm.demo", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"--weights {missing} does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) < 5
+    assert not (tmp_path / "data").exists()  # refused before any demo data is built

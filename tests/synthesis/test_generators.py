@@ -21,7 +21,7 @@ FACTORIES: dict[str, Callable[[], AnomalyGeneratorBase]] = {
     "cutpaste_box": lambda: CutPasteGenerator(mask_type="box"),
     "cutpaste_polygon": lambda: CutPasteGenerator(mask_type="polygon"),
     "cutpaste_no_rotation_no_jitter": lambda: CutPasteGenerator(
-        mask_type="box", rotation=False, color_jitter=0.0
+        mask_type="box", rotation=False, augment=None
     ),
 }
 CASES = [

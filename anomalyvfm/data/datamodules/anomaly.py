@@ -14,12 +14,14 @@ from anomalyvfm.batch import Sample
 from anomalyvfm.data.datasets.base import EvalDataset
 from anomalyvfm.data.datasets.ondisk import OnDiskAnomalyDataset
 from anomalyvfm.data.datasets.synthetic import (
+    AugmentedDataset,
     EpochSampler,
     MixedAnomalyDataset,
     OnlineAnomalyDataset,
 )
 from anomalyvfm.data.evaluation import ShardedEvalSampler, collate_eval, distributed_world
 from anomalyvfm.data.transforms import Resize
+from data_synthesis.augment import PipelineSpec, build_pipeline
 from data_synthesis.base import AnomalyGeneratorBase
 from data_synthesis.io import MaskResize
 from data_synthesis.layout import CheckMode
@@ -86,6 +88,10 @@ class AnomalyDataModule(pl.LightningDataModule):
         train_length: virtual epoch length of the online set and of a mix (a single on-disk
             dataset's epoch is its number of images).
         seed: seed of the synthetic data.
+        augment: training-time augmentation of every training (image, mask) pair, after the
+            anomaly is made: an albumentations pipeline in ``A.to_dict`` format (see
+            :mod:`data_synthesis.augment`), seeded per sample; geometric transforms move the
+            mask with the image. None (the default, as in the reference): no augmentation.
 
     Every option is checked here. The evaluation datasets' files are checked when the run starts
     (:meth:`setup`, before any model work): every image and mask exists and each mask has its
@@ -114,6 +120,7 @@ class AnomalyDataModule(pl.LightningDataModule):
         test_datasets: Sequence[EvalDataset] = (),
         train_length: int = 100_000,
         seed: int = 0,
+        augment: PipelineSpec = None,
     ) -> None:
         super().__init__()
         self.normal_dir = normal_dir
@@ -162,6 +169,8 @@ class AnomalyDataModule(pl.LightningDataModule):
         self.val_datasets = _unique_names(val_datasets, "val_datasets")
         self.test_datasets = _unique_names(test_datasets, "test_datasets")
         self.seed = seed
+        build_pipeline(augment, "data.augment")  # a bad pipeline fails here, not in a worker
+        self.augment = augment
         for ds in (*self.val_datasets, *self.test_datasets):
             ds.image_size = image_size
             ds.mask_size = "original" if eval_mask_size == "original" else self.eval_resolution
@@ -224,8 +233,14 @@ class AnomalyDataModule(pl.LightningDataModule):
         for root in self.synthetic_dirs:
             sources.append(OnDiskAnomalyDataset(root, self.image_size, self.check_files))
         if len(sources) == 1:
-            return sources[0]
-        return MixedAnomalyDataset(sources, self.source_weights, self.train_length, self.seed)
+            dataset = sources[0]
+        else:
+            dataset = MixedAnomalyDataset(
+                sources, self.source_weights, self.train_length, self.seed
+            )
+        if build_pipeline(self.augment, "data.augment") is None:
+            return dataset
+        return AugmentedDataset(dataset, self.augment, self.seed)
 
     @property
     def eval_resolution(self) -> int | Literal["original"]:

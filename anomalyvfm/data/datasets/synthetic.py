@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from anomalyvfm.batch import Sample
 from anomalyvfm.data.transforms import image_to_tensor, mask_to_tensor
+from data_synthesis.augment import PipelineSpec, apply_pipeline, build_pipeline
 from data_synthesis.base import AnomalyGenerator
 from data_synthesis.io import list_images, load_image
 from data_synthesis.layout import CheckMode, readable_images
@@ -25,7 +26,7 @@ from data_synthesis.layout import CheckMode, readable_images
 # A (normal, anomalous, mask) triple of float32 arrays, as drawn by the preview contact sheet.
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 # Distinct seed-sequence tags so that the mix's choice and the sources' draws are independent.
-_MIX_TAG, _PREVIEW_TAG = 1, 2
+_MIX_TAG, _PREVIEW_TAG, _AUGMENT_TAG = 1, 2, 3
 # Redraws after an unreadable file, or an anomaly that changed no pixel, before giving up.
 _RETRIES = 8
 
@@ -184,6 +185,65 @@ class MixedAnomalyDataset(Dataset[Sample]):
         """(normal, anomalous, mask) from the source this index picks; see the sources."""
         source, item = self._locate(index, _PREVIEW_TAG)
         return source.preview_triple(item)  # type: ignore[attr-defined]
+
+
+class AugmentedDataset(Dataset[Sample]):
+    """A training set whose (image, mask) pairs go through an albumentations pipeline.
+
+    Sample ``i`` is ``dataset[i]`` with the pipeline seeded from
+    ``numpy.random.default_rng([seed, i, 3])``, so it stays a pure function of (seed, i).
+    Geometric transforms move the mask with the image (nearest-neighbour); photometric ones
+    leave it as is. A sample whose mask leaves the frame (a crop, a shift) becomes normal. The
+    pipeline must keep the image size (end a cropping pipeline with a ``Resize``).
+
+    Args:
+        dataset: the training set (online, on-disk or a mix).
+        augment: the pipeline, in ``A.to_dict`` format (see :mod:`data_synthesis.augment`).
+        seed: seed of the pipeline's draws.
+        option: how errors name the option that holds ``augment``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[Sample],
+        augment: PipelineSpec,
+        seed: int = 0,
+        option: str = "data.augment",
+    ) -> None:
+        self.dataset = dataset
+        self.pipeline = build_pipeline(augment, option)
+        self.seed = seed
+        self.option = option
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.dataset[index]
+        rng = np.random.default_rng([self.seed, index, _AUGMENT_TAG])
+        image = sample["image"].permute(1, 2, 0).numpy()
+        mask = sample["mask"].numpy()
+        new_image, new_mask, _ = apply_pipeline(self.pipeline, rng, image, mask)
+        assert new_mask is not None
+        if new_image.shape != image.shape or new_mask.shape != mask.shape:
+            raise ValueError(
+                f"{self.option} changed the training image size from {image.shape[:2]} to "
+                f"{new_image.shape[:2]}; end the pipeline with a Resize to the input size"
+            )
+        inside = new_mask > 0.5
+        label = sample["label"]
+        if int(label) == 1:
+            label = torch.tensor(int(inside.any()), dtype=torch.long)
+        return {
+            **sample,
+            "image": torch.from_numpy(np.ascontiguousarray(new_image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(inside.astype(np.float32)),
+            "label": label,
+        }
+
+    def preview_triple(self, index: int) -> Triple:
+        """The wrapped set's (normal, anomalous, mask) triple, not augmented."""
+        return self.dataset.preview_triple(index)  # type: ignore[attr-defined]
 
 
 class EpochSampler(DistributedSampler):
