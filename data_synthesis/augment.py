@@ -79,10 +79,10 @@ def build_pipeline(spec: PipelineSpec, option: str = "augment") -> Any:
         ValueError: the spec is not a pipeline dict or names no albumentations transform;
             the message names ``option``.
     """
+    if spec is None or (isinstance(spec, list) and not spec):
+        return None  # no variation: albumentations is not even imported
     import albumentations as A
 
-    if spec is None or (isinstance(spec, list) and not spec):
-        return None
     if isinstance(spec, list):
         spec = {"transform": _transform("Compose", transforms=list(spec))}
     if not isinstance(spec, dict):

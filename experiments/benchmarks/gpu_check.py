@@ -120,11 +120,42 @@ def _cli_env(opts: argparse.Namespace) -> dict[str, str]:
     }
 
 
+def albumentations_available() -> bool:
+    try:
+        import albumentations  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _no_variation(opts: argparse.Namespace) -> list[Path]:
+    """An overlay turning the generators' albumentations variation off where albumentations is
+    missing (none where it is installed). The GPU machine lacks it, and its OpenCV dependency (a
+    61 MB wheel) does not fit in the carry; the recipe's generator mix then runs without its
+    variation (the same generators and masks; the GPU compute is unchanged)."""
+    if albumentations_available():
+        return []
+    path = opts.work / "no_variation.yaml"
+    path.write_text(
+        "data:\n  init_args:\n    generators:\n"
+        "      - class_path: NoiseTextureGenerator\n"
+        "        init_args:\n"
+        "          texture_dir: ${oc.env:ANOMALYVFM_TEXTURES,null}\n"
+        "          augment: null\n"
+        + "".join(
+            "      - class_path: CutPasteGenerator\n"
+            f"        init_args: {{mask_type: {kind}, augment: null}}\n"
+            for kind in ("perlin", "box", "polygon")
+        )
+    )
+    return [path]
+
+
 def _model_configs(opts: argparse.Namespace) -> list[str]:
     """The paper config (shrunk by the tiny overlay in dry mode) and the check's own overlay:
     random weights, CSV logging only, run files under the work folder."""
     overlay = opts.work / "check_overlay.yaml"
-    overlay.write_text(
+    text = (
         "trainer:\n"
         f"  default_root_dir: {opts.work / 'fit'}\n"
         "  logger:\n"
@@ -132,7 +163,9 @@ def _model_configs(opts: argparse.Namespace) -> list[str]:
         f"      init_args: {{save_dir: {opts.work / 'fit'}}}\n"
         "model:\n  init_args:\n    backbone:\n      pretrained: false\n"
     )
-    configs = [PAPER_CONFIG] + ([TINY_OVERLAY] if opts.dry else []) + [overlay]
+    overlay.write_text(text)
+    configs = [PAPER_CONFIG] + ([TINY_OVERLAY] if opts.dry else []) + _no_variation(opts)
+    configs.append(overlay)
     return [f"--config={c}" for c in configs]
 
 
@@ -149,11 +182,14 @@ def phase_env(opts: argparse.Namespace) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.is_available(),
     }
-    for name in ("timm", "lightning", "peft", "jsonargparse", "diffusers", "onnxruntime"):
+    names = ("timm", "lightning", "peft", "jsonargparse", "diffusers", "onnxruntime")
+    for name in (*names, "albumentations", "onnxscript"):
         try:
             out[name] = __import__(name).__version__
         except ImportError:
             out[name] = None
+    if out["albumentations"] is None:
+        out["generator_variation"] = "off: albumentations is not installed (see the fit overlay)"
     if not torch.cuda.is_available():
         return out
     props = torch.cuda.get_device_properties(0)
@@ -276,6 +312,7 @@ def phase_bench(opts: argparse.Namespace) -> dict[str, Any]:
 
     os.environ.update(_cli_env(opts))
     configs = [str(PAPER_CONFIG)] + ([str(TINY_OVERLAY)] if opts.dry else [])
+    configs += [str(c) for c in _no_variation(opts)]
     argv = [a for c in configs for a in ("--config", c)]
     argv += ["--normal-dir", f"{Path(opts.data).resolve()}/dtd", "--eval-config", str(EVAL_CONFIG)]
     argv += ["--eval-recipes", "ours", "--out", str(opts.work / "bench.json")]
