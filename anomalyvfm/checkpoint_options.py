@@ -18,6 +18,7 @@ apart from an explicitly written value equal to it, so the checkpoint wins there
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import pickle
 import zipfile
@@ -25,6 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+# Checkpoint key of a detector's calibration (thresholds, rule, calibration-set size), written
+# by ``Detector.save`` / ``anomalyvfm calibrate`` next to Lightning's own keys.
+CALIBRATION_KEY = "anomalyvfm_calibration"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file (checkpoints are recorded by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 # Dotted keys under model.init_args whose value decides the weights' shapes or meaning.
 ARCHITECTURE = (

@@ -11,7 +11,8 @@ protocol. :class:`ResultsWriter` turns them into:
 * ``<stem>_categories.md``: the same columns per category;
 * the summary JSON at ``path`` (protocol, per-category values and counts, dataset means, the
   overall mean, per pixel-level dataset the number of defective images with an empty mask
-  (``empty_masks``), and the ``extra`` fields);
+  (``empty_masks``), what made them under ``model``: the checkpoint, its SHA-256, the backbone
+  and the decision thresholds the checkpoint carries, and the ``extra`` fields);
 * with a W&B logger: two ``wandb.Table``s, the headline means in the run summary
   (``test/mean/<metric>``) and the protocol in the run config.
 
@@ -33,6 +34,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from anomalyvfm.checkpoint_options import file_sha256
+from anomalyvfm.deploy.calibration import DEFAULT_THRESHOLD
 from anomalyvfm.metric_names import HEADERS
 from anomalyvfm.results import EvalReport, report_of
 from anomalyvfm.tasks.anomaly_detection import AnomalyVFM
@@ -67,6 +70,8 @@ class ResultsWriter(pl.Callback):
         self.display_names = dict(display_names or {})
         self.log_wandb = log_wandb
         self.written: dict[str, Path] = {}
+        # What made the results (checkpoint, hash, backbone, thresholds), set before writing.
+        self.model_record: dict[str, Any] | None = None
         # Whether a test run got past its setup: only then can it have results of its own.
         self._testing = False
 
@@ -82,6 +87,7 @@ class ResultsWriter(pl.Callback):
         report = report_of(pl_module)
         if report is None:
             return
+        self.model_record = model_record(trainer, pl_module)
         self.written = self.write(report)
         print(dataset_table(report, self.display_names))
         print("results written to " + ", ".join(str(p) for p in self.written.values()))
@@ -115,6 +121,7 @@ class ResultsWriter(pl.Callback):
                 "error": f"{type(exception).__name__}: {exception}",
                 "datasets_without_results": missing,
             }
+            self.model_record = model_record(trainer, pl_module)
             self.written = self.write(report)
         except Exception as err:  # the run's own error matters more than this one
             rank_zero_warn(f"could not write the results of the finished datasets: {err}")
@@ -147,9 +154,29 @@ class ResultsWriter(pl.Callback):
         paths["datasets_md"].write_text(head + dataset_table(report, self.display_names) + "\n")
         paths["categories_md"].write_text(head + category_table(report, self.display_names) + "\n")
         payload = summary(report, self.extra)
+        if self.model_record is not None:
+            payload["model"] = self.model_record
         payload["files"] = {k: str(p) for k, p in paths.items() if k != "summary_json"}
         paths["summary_json"].write_text(json.dumps(_finite(payload), indent=2) + "\n")
         return paths
+
+
+def model_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """What made a test run's results: the checkpoint given with ``--ckpt_path`` (None for the
+    model as built) and its SHA-256, the backbone, and the decision thresholds the checkpoint
+    carries (a calibrated one's; else the uncalibrated 0.5 that ``Detector`` uses)."""
+    ckpt = trainer.ckpt_path
+    found = bool(ckpt) and Path(str(ckpt)).is_file()
+    calibration = getattr(pl_module, "calibration", None) or {}
+    return {
+        "checkpoint": str(ckpt) if ckpt else None,
+        "checkpoint_sha256": file_sha256(str(ckpt)) if found else None,
+        "backbone": pl_module.backbone_config.name if isinstance(pl_module, AnomalyVFM) else None,
+        "calibrated": bool(calibration),
+        "image_threshold": calibration.get("image_threshold", DEFAULT_THRESHOLD),
+        "pixel_threshold": calibration.get("pixel_threshold", DEFAULT_THRESHOLD),
+        "threshold_rule": calibration.get("rule"),
+    }
 
 
 def protocol_line(protocol: dict[str, Any]) -> str:

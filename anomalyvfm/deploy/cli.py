@@ -408,7 +408,13 @@ def _prepare_output(out: Path, detector: Any, overwrite: bool) -> None:
         return
     before = json.loads(record.read_text())
     now = detector.describe()
-    for key in ("checkpoint_sha256", "image_threshold", "pixel_threshold"):
+    if before.get("checkpoint_sha256") != now["checkpoint_sha256"]:
+        raise ValueError(
+            f"--output {out} holds predictions of checkpoint {before.get('checkpoint')} "
+            f"(sha256 {str(before.get('checkpoint_sha256'))[:12]}), not of {now['checkpoint']} "
+            f"(sha256 {str(now['checkpoint_sha256'])[:12]}); give a new --output or --overwrite"
+        )
+    for key in ("image_threshold", "pixel_threshold"):
         if before.get(key) != now[key]:
             raise ValueError(
                 f"--output {out} holds predictions made with another {key.replace('_', ' ')} "

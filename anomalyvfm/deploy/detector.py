@@ -8,7 +8,6 @@ thresholds calibrated on normal images (:mod:`anomalyvfm.deploy.calibration`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,14 +19,12 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from anomalyvfm.checkpoint_options import read_checkpoint
+from anomalyvfm.checkpoint_options import CALIBRATION_KEY, file_sha256, read_checkpoint
 from anomalyvfm.data.transforms import image_to_tensor
 from anomalyvfm.deploy import calibration as cal
 from anomalyvfm.models.anomalyvfm import AnomalyVFMModel
 from data_synthesis.io import decode_image, decode_pil, read_mask
 
-# Checkpoint key of a calibration (thresholds, rule, calibration-set size).
-CALIBRATION_KEY = "anomalyvfm_calibration"
 Precision = Literal["32", "bf16"]
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -55,15 +52,6 @@ class Prediction:
     pixel_threshold: float
     calibrated: bool
     path: str | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_pixels(item: ImageInput, where: str = "input") -> np.ndarray:
@@ -464,6 +452,7 @@ class Detector:
         return {
             "checkpoint": self.checkpoint_path,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "backbone": self.model.backbone.config.name,
             "image_size": self.image_size,
             "calibrated": self.calibrated,
             "image_threshold": self.image_threshold,

@@ -20,6 +20,7 @@ from anomalyvfm import options
 from anomalyvfm.backbones.adapters import AdapterConfig
 from anomalyvfm.backbones.timm_backbone import BackboneConfig
 from anomalyvfm.batch import Batch
+from anomalyvfm.checkpoint_options import CALIBRATION_KEY
 from anomalyvfm.errors import notice
 from anomalyvfm.losses import AnomalyVFMLoss, LossConfig, LossOutput
 from anomalyvfm.metrics.compat import MetricMode
@@ -157,6 +158,8 @@ class AnomalyVFM(pl.LightningModule):
         self.protocol: EvalProtocol | None = None
         self.report: EvalReport | None = None
         self.compiled = False
+        # Thresholds of a calibrated checkpoint this model was loaded from (None: uncalibrated).
+        self.calibration: dict[str, Any] | None = None
         # Datasets of the current evaluation, those whose loader this process has finished, a
         # file of each with an empty defect mask, and those already warned about.
         self._eval_names: list[str] = []
@@ -481,6 +484,8 @@ class AnomalyVFM(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A detector's calibration (anomalyvfm calibrate), recorded with test results.
+        self.calibration = checkpoint.get(CALIBRATION_KEY)
         missing = sorted(k for k in self.kept_state_keys() if k not in checkpoint["state_dict"])
         if missing:
             raise KeyError(

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from anomalyvfm.checkpoint_options import file_sha256
 from anomalyvfm.cli import main
 from tests.conftest import REPO, SHARED_DATA
 from tests.helpers import FAMILIES, TINY, fit_args, run
@@ -222,6 +223,16 @@ def test_checkpoint_keeps_only_trained_weights_and_reloads(tmp_path, normal_dir,
         }
         assert all(0.0 <= v <= 1.0 for v in values.values())
     assert payload["eval_resolution"] == 28
+    # What made the results: the checkpoint by path and hash, the backbone, the thresholds.
+    assert payload["model"] == {
+        "checkpoint": str(ckpt_path),
+        "checkpoint_sha256": file_sha256(ckpt_path),
+        "backbone": "vit_small_patch14_dinov2",
+        "calibrated": False,
+        "image_threshold": 0.5,
+        "pixel_threshold": 0.5,
+        "threshold_rule": None,
+    }
     logged = test.trainer.callback_metrics
     assert "test/mvtec_ad/bottle/pixel_AUPRO" in logged and "test/mean/image_AUROC" in logged
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,41 @@ def test_import_stays_light_and_detector_is_lazy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False"]
+
+
+@pytest.mark.slow
+def test_results_of_test_record_a_calibrated_checkpoint(
+    tmp_path: Path, trained_ckpt: Path, mixed_images: Path
+) -> None:
+    detector = Detector.from_checkpoint(trained_ckpt)
+    calibration = detector.calibrate(list(mixed_images.glob("*.png")), target_fpr=0.2)
+    calibrated = detector.save(tmp_path / "calibrated.ckpt")
+    results = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anomalyvfm",
+            "test",
+            f"--config={TINY}",
+            f"--ckpt_path={calibrated}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--data.test_datasets+=FolderDataset",
+            f"--data.test_datasets.normal_dir={mixed_images}",
+            f"--data.test_datasets.abnormal_dir={mixed_images / 'sub'}",
+            "--trainer.callbacks+=ResultsWriter",
+            f"--trainer.callbacks.path={results}",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(tmp_path, offline=True),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(results.read_text())["model"]
+    assert record["checkpoint"] == str(calibrated)
+    assert record["checkpoint_sha256"] == file_sha256(calibrated) != file_sha256(trained_ckpt)
+    assert record["backbone"] == "vit_small_patch14_dinov2" and record["calibrated"] is True
+    assert record["image_threshold"] == calibration.image_threshold
+    assert record["pixel_threshold"] == calibration.pixel_threshold
+    assert record["threshold_rule"] == "fpr"

@@ -44,6 +44,9 @@ def images(tmp_path: Path) -> Path:
     root = tmp_path / "images"
     write_mixed_images(root)
     (root / "sub" / "broken.png").write_bytes(b"not an image")
+    whole = (root / "rgb.png").read_bytes()
+    (root / "sub" / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (root / "sub" / "empty.png").write_bytes(b"")
     return root
 
 
@@ -65,7 +68,9 @@ def test_inputs_from_folder_glob_and_list_file(tmp_path: Path, images: Path) -> 
         "grey.png",
         "rgb.png",
         "sub/broken.png",
+        "sub/empty.png",
         "sub/photo.jpg",
+        "sub/truncated.png",
     ]
     root, files = deploy_cli.list_inputs(f"{images}/**/*.jpg")
     assert root == images and files == [images / "sub" / "photo.jpg"]
@@ -95,12 +100,15 @@ def test_predict_a_folder_then_resume_then_calibrate(
     args = ["predict", f"--ckpt_path={trained_ckpt}", "--input", str(images), "--output", str(out)]
     proc = _run(tmp_path, *args, "--batch-size=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "5 of 6 images scored" in proc.stdout and "1 unreadable" in proc.stdout
+    assert "5 of 8 images scored" in proc.stdout and "3 unreadable" in proc.stdout
     assert "Traceback" not in proc.stderr and "predict:" in proc.stderr  # the progress bar
     rows = _rows(out)
     assert [r["path"] for r in rows] == [str(p) for p in deploy_cli.list_inputs(str(images))[1]]
-    broken = next(r for r in rows if r["path"].endswith("broken.png"))
-    assert "cannot read image" in broken["error"] and broken["score"] == ""
+    # Unreadable, truncated and empty files: a row each with the reason, no score.
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"broken.png", "truncated.png", "empty.png"}
+    assert all(errors.values()) and all(r["score"] == "" for r in rows if r["error"])
+    assert "cannot read image" in errors["broken.png"]
     detector = Detector.from_checkpoint(trained_ckpt)
     for row in rows:
         if row["error"]:
@@ -122,17 +130,17 @@ def test_predict_a_folder_then_resume_then_calibrate(
         assert np.abs(overlay.astype(int) - expected.astype(int)).max() <= 1
     record = json.loads((out / "predict.json").read_text())
     assert record["checkpoint_sha256"] == file_sha256(trained_ckpt)
-    assert (record["num_inputs"], record["num_scored"], record["num_errors"]) == (6, 5, 1)
+    assert (record["num_inputs"], record["num_scored"], record["num_errors"]) == (8, 5, 3)
     assert record["calibrated"] is False and record["image_threshold"] == 0.5
     assert not (out / deploy_cli.PARTS).exists()
 
-    # A rerun skips what is done: only the unreadable file is tried again.
+    # A rerun skips what is done: only the unreadable files are tried again.
     stamp = (out / "maps" / "rgb.npy").stat().st_mtime_ns
     proc = _run(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5 already done" in proc.stdout
     assert (out / "maps" / "rgb.npy").stat().st_mtime_ns == stamp
-    assert len(_rows(out)) == 6
+    assert len(_rows(out)) == 8
 
     normals = tmp_path / "normals"
     normals.mkdir()
@@ -158,6 +166,7 @@ def test_predict_a_folder_then_resume_then_calibrate(
     # Predictions of the calibrated checkpoint do not mix with the uncalibrated ones.
     proc = _run(tmp_path, *args[:1], f"--ckpt_path={calibrated}", *args[2:])
     assert proc.returncode == 1 and "--output" in proc.stderr and "--overwrite" in proc.stderr
+    assert str(trained_ckpt) in proc.stderr and str(calibrated) in proc.stderr  # names both
     png = tmp_path / "png"
     proc = _run(
         tmp_path,
