@@ -24,12 +24,14 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from anomalyvfm import Detector
 from anomalyvfm.convert import convert
 from anomalyvfm.tasks import AnomalyVFM
 from tests.conftest import REPO
@@ -233,6 +235,14 @@ def test_released_model_converts_evaluates_and_computes_their_outputs(
     mask, score = _their_forward(saved, images)
     assert torch.allclose(ours.anomaly_logits, mask, atol=1e-4, rtol=1e-4)
     assert torch.allclose(ours.image_logits, score, atol=1e-4, rtol=1e-4)
+
+    # The Detector API reads the converted checkpoint too, with the same scores.
+    detector = Detector.from_checkpoint(out)
+    pixels = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    preds = detector.predict(list(pixels))
+    with torch.no_grad():
+        expected = task.model.predict(torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0)
+    assert [p.score for p in preds] == pytest.approx(expected.pred_score.tolist(), abs=1e-5)
 
     _evaluates(
         tmp_path,
