@@ -17,7 +17,7 @@ After one warm-up call per path, the repeats take turns across the paths (so tha
 the machine's load hits all of them alike); the figure is the median over the repeats.
 ``--profile`` adds one profiled call of (a), (b) and (d) per backbone: where the time goes, by op.
 
-    python experiments/benchmarks/deploy_speed.py --json deploy_speed.json --profile
+    python experiments/benchmarks/deploy_speed.py --json bench_output/deploy_speed.json --profile
     python experiments/benchmarks/deploy_speed.py --tiny --json /tmp/d.json   # 2-block models
 """
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=64, help="DoRA rank (recipe: 64)")
     parser.add_argument("--tiny", action="store_true", help="2-block width-32 models (smoke test)")
     parser.add_argument("--profile", action="store_true", help="profile one call of (a) and (b)")
-    parser.add_argument("--json", type=Path, default=Path("deploy_speed.json"))
+    parser.add_argument("--json", type=Path, default=Path("bench_output/deploy_speed.json"))
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
