@@ -70,8 +70,6 @@ class ResultsWriter(pl.Callback):
         self.display_names = dict(display_names or {})
         self.log_wandb = log_wandb
         self.written: dict[str, Path] = {}
-        # What made the results (checkpoint, hash, backbone, thresholds), set before writing.
-        self.model_record: dict[str, Any] | None = None
         # Whether a test run got past its setup: only then can it have results of its own.
         self._testing = False
 
@@ -87,8 +85,7 @@ class ResultsWriter(pl.Callback):
         report = report_of(pl_module)
         if report is None:
             return
-        self.model_record = model_record(trainer, pl_module)
-        self.written = self.write(report)
+        self.written = self.write(report, model_record(trainer, pl_module))
         print(dataset_table(report, self.display_names))
         print("results written to " + ", ".join(str(p) for p in self.written.values()))
         if self.log_wandb:
@@ -121,8 +118,7 @@ class ResultsWriter(pl.Callback):
                 "error": f"{type(exception).__name__}: {exception}",
                 "datasets_without_results": missing,
             }
-            self.model_record = model_record(trainer, pl_module)
-            self.written = self.write(report)
+            self.written = self.write(report, model_record(trainer, pl_module))
         except Exception as err:  # the run's own error matters more than this one
             rank_zero_warn(f"could not write the results of the finished datasets: {err}")
             return
@@ -134,8 +130,9 @@ class ResultsWriter(pl.Callback):
             + lacking
         )
 
-    def write(self, report: EvalReport) -> dict[str, Path]:
-        """Writes every file; returns their paths by kind."""
+    def write(self, report: EvalReport, model: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Writes every file; returns their paths by kind. ``model`` (:func:`model_record`) goes
+        into the summary JSON as ``model``."""
         stem = self.path.stem
         paths = {
             "categories_csv": self.output_dir / f"{stem}_categories.csv",
@@ -154,8 +151,8 @@ class ResultsWriter(pl.Callback):
         paths["datasets_md"].write_text(head + dataset_table(report, self.display_names) + "\n")
         paths["categories_md"].write_text(head + category_table(report, self.display_names) + "\n")
         payload = summary(report, self.extra)
-        if self.model_record is not None:
-            payload["model"] = self.model_record
+        if model is not None:
+            payload["model"] = model
         payload["files"] = {k: str(p) for k, p in paths.items() if k != "summary_json"}
         paths["summary_json"].write_text(json.dumps(_finite(payload), indent=2) + "\n")
         return paths

@@ -618,16 +618,12 @@ def calibrate(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from anomalyvfm.deploy.detector import Detector
+    from anomalyvfm.deploy.export import format_of
 
     output = Path(args.output).expanduser()
     if output.is_dir():
         raise ValueError(f"--output {output} is a folder; give the file to write (*.onnx, *.pt2)")
-    fmt = args.format or output.suffix.lstrip(".").lower()
-    if fmt not in ("onnx", "pt2"):
-        raise ValueError(
-            f"--output {output}: cannot tell the format from the suffix; name it *.onnx or "
-            "*.pt2, or give --format"
-        )
+    fmt = format_of(output, args.format)  # before loading the checkpoint: fail fast
     detector = Detector.from_checkpoint(args.ckpt_path, "cpu", args.backbone_checkpoint)
     path = detector.export(output, fmt)
     state = "calibrated" if detector.calibrated else "uncalibrated (0.5)"

@@ -419,16 +419,10 @@ class Detector:
         Raises:
             ValueError: unknown format or suffix.
         """
-        from anomalyvfm.deploy.export import FORMATS, export_detector
+        from anomalyvfm.deploy.export import export_detector, format_of
 
         path = Path(path)
-        if format is None:
-            format = path.suffix.lstrip(".").lower()
-            if format not in FORMATS:
-                raise ValueError(
-                    f"export {path}: cannot tell the format from the suffix; name the file "
-                    "*.onnx or *.pt2, or give format='onnx' / 'pt2'"
-                )
+        format = format_of(path, format)
         info = self.describe()
         metadata = {
             "calibrated": self.calibrated,

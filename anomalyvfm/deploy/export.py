@@ -48,6 +48,23 @@ ONNX_OPSET = 18
 ONNX_MAX_BYTES = 2**31 - 1
 
 
+def format_of(path: str | Path, format: str | None = None) -> str:
+    """The export format for ``path``: ``format`` when given, else the file's suffix.
+
+    Raises:
+        ValueError: the suffix names no format (the message names ``path``).
+    """
+    if format is not None:
+        return format
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"export {path}: cannot tell the format from the suffix; name the file *.onnx or "
+            "*.pt2, or give the format (onnx, pt2)"
+        )
+    return suffix
+
+
 def merge_adapters(model: AnomalyVFMModel) -> AnomalyVFMModel:
     """A deep copy of ``model`` in eval mode with its LoRA/DoRA adapters merged into the weights.
 

@@ -135,19 +135,15 @@ def _no_variation(opts: argparse.Namespace) -> list[Path]:
     variation (the same generators and masks; the GPU compute is unchanged)."""
     if albumentations_available():
         return []
+    import yaml
+
+    # The recipe's own generator list (base.yaml), each with ``augment: null``.
+    base = yaml.safe_load((CONFIGS / "base.yaml").read_text())
+    generators = base["data"]["init_args"]["generators"]
+    for gen in generators:
+        gen.setdefault("init_args", {})["augment"] = None
     path = opts.work / "no_variation.yaml"
-    path.write_text(
-        "data:\n  init_args:\n    generators:\n"
-        "      - class_path: NoiseTextureGenerator\n"
-        "        init_args:\n"
-        "          texture_dir: ${oc.env:ANOMALYVFM_TEXTURES,null}\n"
-        "          augment: null\n"
-        + "".join(
-            "      - class_path: CutPasteGenerator\n"
-            f"        init_args: {{mask_type: {kind}, augment: null}}\n"
-            for kind in ("perlin", "box", "polygon")
-        )
-    )
+    path.write_text(yaml.safe_dump({"data": {"init_args": {"generators": generators}}}))
     return [path]
 
 

@@ -20,11 +20,9 @@ from anomalyvfm.deploy.detector import CALIBRATION_KEY, file_sha256
 from tests.helpers import TINY, child_env
 
 
-@pytest.mark.slow
-def test_scores_and_maps_equal_those_of_anomalyvfm_test(
-    tmp_path: Path, trained_ckpt: Path, mixed_images: Path
-) -> None:
-    dump = tmp_path / "test_outputs.pt"
+def _anomalyvfm_test(tmp_path: Path, ckpt: Path, images: Path, *callback: str) -> None:
+    """``python -m anomalyvfm test`` of ``ckpt`` on the folder ``images`` (normal) and its
+    ``sub`` folder (anomalous) with the callback options ``callback``, in a subprocess."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -32,13 +30,12 @@ def test_scores_and_maps_equal_those_of_anomalyvfm_test(
             "anomalyvfm",
             "test",
             f"--config={TINY}",
-            f"--ckpt_path={trained_ckpt}",
+            f"--ckpt_path={ckpt}",
             f"--trainer.default_root_dir={tmp_path}",
             "--data.test_datasets+=FolderDataset",
-            f"--data.test_datasets.normal_dir={mixed_images}",
-            f"--data.test_datasets.abnormal_dir={mixed_images / 'sub'}",
-            "--trainer.callbacks+=tests.helpers.DumpTestOutputs",
-            f"--trainer.callbacks.path={dump}",
+            f"--data.test_datasets.normal_dir={images}",
+            f"--data.test_datasets.abnormal_dir={images / 'sub'}",
+            *callback,
         ],
         capture_output=True,
         text=True,
@@ -46,6 +43,20 @@ def test_scores_and_maps_equal_those_of_anomalyvfm_test(
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_scores_and_maps_equal_those_of_anomalyvfm_test(
+    tmp_path: Path, trained_ckpt: Path, mixed_images: Path
+) -> None:
+    dump = tmp_path / "test_outputs.pt"
+    _anomalyvfm_test(
+        tmp_path,
+        trained_ckpt,
+        mixed_images,
+        "--trainer.callbacks+=tests.helpers.DumpTestOutputs",
+        f"--trainer.callbacks.path={dump}",
+    )
     tested = torch.load(dump, weights_only=True)
     assert len(tested["path"]) == 5
     detector = Detector.from_checkpoint(trained_ckpt)
@@ -280,27 +291,13 @@ def test_results_of_test_record_a_calibrated_checkpoint(
     calibration = detector.calibrate(list(mixed_images.glob("*.png")), target_fpr=0.2)
     calibrated = detector.save(tmp_path / "calibrated.ckpt")
     results = tmp_path / "results.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anomalyvfm",
-            "test",
-            f"--config={TINY}",
-            f"--ckpt_path={calibrated}",
-            f"--trainer.default_root_dir={tmp_path}",
-            "--data.test_datasets+=FolderDataset",
-            f"--data.test_datasets.normal_dir={mixed_images}",
-            f"--data.test_datasets.abnormal_dir={mixed_images / 'sub'}",
-            "--trainer.callbacks+=ResultsWriter",
-            f"--trainer.callbacks.path={results}",
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env(tmp_path, offline=True),
-        timeout=300,
+    _anomalyvfm_test(
+        tmp_path,
+        calibrated,
+        mixed_images,
+        "--trainer.callbacks+=ResultsWriter",
+        f"--trainer.callbacks.path={results}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(results.read_text())["model"]
     assert record["checkpoint"] == str(calibrated)
     assert record["checkpoint_sha256"] == file_sha256(calibrated) != file_sha256(trained_ckpt)

@@ -180,6 +180,20 @@ def dino_features(
     return out.patch_features.flatten(2).transpose(1, 2), out.summary
 
 
+def assert_dino_reads_normalised_tokens(
+    name: str, path: Path, img_size: int, images: Tensor, tokens: Tensor, num_patches: int
+) -> None:
+    """Our backbone with ``norm`` equals the reference's normalised ``tokens`` (class token
+    first, then 4 registers, then the patches), and without ``norm`` it does not."""
+    patches, summary = dino_features(name, path, img_size, images, norm=True)
+    assert patches.shape == (2, num_patches, 32)
+    torch.testing.assert_close(patches, tokens[:, 5:], atol=1e-5, rtol=1e-5)  # registers skipped
+    torch.testing.assert_close(summary, tokens[:, 0], atol=1e-5, rtol=1e-5)
+    other, other_summary = dino_features(name, path, img_size, images, norm=False)
+    assert (other - tokens[:, 5:]).abs().max() > 1e-2
+    assert (other_summary - tokens[:, 0]).abs().max() > 1e-2
+
+
 def test_dinov2_reg_features_equal_hugging_face_normalised_tokens(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     from safetensors.torch import save_file
@@ -203,13 +217,7 @@ def test_dinov2_reg_features_equal_hugging_face_normalised_tokens(tmp_path: Path
     images = torch.rand(2, 3, 84, 84)
     with torch.no_grad():
         ref = hf(pixel_values=(images - IMAGENET_MEAN) / IMAGENET_STD).last_hidden_state
-    patches, summary = dino_features(DINOV2, path, 84, images, norm=True)
-    assert patches.shape == (2, 36, 32)
-    torch.testing.assert_close(patches, ref[:, 5:], atol=1e-5, rtol=1e-5)  # 4 registers skipped
-    torch.testing.assert_close(summary, ref[:, 0], atol=1e-5, rtol=1e-5)
-    other, other_summary = dino_features(DINOV2, path, 84, images, norm=False)
-    assert (other - ref[:, 5:]).abs().max() > 1e-2
-    assert (other_summary - ref[:, 0]).abs().max() > 1e-2
+    assert_dino_reads_normalised_tokens(DINOV2, path, 84, images, ref, num_patches=36)
 
 
 @pytest.mark.parametrize(
@@ -247,13 +255,7 @@ def test_dinov3_features_equal_hugging_face_normalised_tokens(
     images = torch.rand(2, 3, 48, 80)
     with torch.no_grad():
         ref = hf(pixel_values=(images - IMAGENET_MEAN) / IMAGENET_STD).last_hidden_state
-    patches, summary = dino_features(name, path, 64, images, norm=True)
-    assert patches.shape == (2, 15, 32)
-    torch.testing.assert_close(patches, ref[:, 5:], atol=1e-5, rtol=1e-5)  # 4 registers skipped
-    torch.testing.assert_close(summary, ref[:, 0], atol=1e-5, rtol=1e-5)
-    other, other_summary = dino_features(name, path, 64, images, norm=False)
-    assert (other - ref[:, 5:]).abs().max() > 1e-2
-    assert (other_summary - ref[:, 0]).abs().max() > 1e-2
+    assert_dino_reads_normalised_tokens(name, path, 64, images, ref, num_patches=15)
 
 
 def test_naflex_siglip_equals_timm_naflex_path_on_patchified_input() -> None:

@@ -70,7 +70,7 @@ def write_flux(root: str | Path, seed: int = 0) -> Path:
         FluxPipeline,
         FluxTransformer2DModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
     tok, tok2 = tokenizer(), t5_tokenizer()
     torch.manual_seed(seed)
@@ -100,20 +100,7 @@ def write_flux(root: str | Path, seed: int = 0) -> Path:
         shift_factor=0.0609,
         scaling_factor=1.5035,
     )
-    clip = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=_MAX_TOKENS,
-            projection_dim=16,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    )
+    clip = _text_encoder(tok)
     t5 = T5EncoderModel(
         T5Config(
             vocab_size=len(tok2),
@@ -149,9 +136,28 @@ def write_flux(root: str | Path, seed: int = 0) -> Path:
     return Path(root)
 
 
+def _text_encoder(tok: Any) -> Any:
+    """A one-layer CLIP text encoder of width 16 for the tokenizer ``tok``."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=_MAX_TOKENS,
+            projection_dim=16,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
+
+
 def _components(in_channels: int, seed: int) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     tok = tokenizer()
     torch.manual_seed(seed)
@@ -177,20 +183,7 @@ def _components(in_channels: int, seed: int) -> dict[str, Any]:
         norm_num_groups=8,
         sample_size=16,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=_MAX_TOKENS,
-            projection_dim=16,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    )
+    text_encoder = _text_encoder(tok)
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
